@@ -1,0 +1,100 @@
+"""Held-out splits and CV folds, stratified by label and grouped by cluster image.
+
+Cells cut from the same cluster image are near-duplicates in stain, focus and background; a
+split that puts some on each side leaks. Grouped splits keep every group on one side.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from .errors import SplitError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row indices of a train/test split (sorted), and whether groups were respected."""
+
+    train: np.ndarray
+    test: np.ndarray
+    grouped: bool
+
+
+def make_folds(
+    labels: np.ndarray, groups: np.ndarray | None, n_splits: int, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified K folds, grouped when ``groups`` is given.
+
+    The folds depend only on the multiset of (group, label) pairs and the seed, never on row
+    order, so the same data read in another filesystem order gives the same split.
+
+    Raises:
+        SplitError: if a class has fewer members (or the data fewer groups) than folds.
+    """
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 2:
+        raise SplitError(f"Need at least two classes to split; found only {classes.tolist()}.")
+    if counts.min() < n_splits:
+        raise SplitError(
+            f"The smallest class has {counts.min()} images, fewer than the {n_splits} folds: "
+            "add data or use fewer folds."
+        )
+    x = np.zeros(len(labels))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        if groups is not None:
+            groups = np.asarray(groups)
+            n_groups = {c: len(np.unique(groups[labels == c])) for c in classes}
+            if min(n_groups.values()) < n_splits:
+                raise SplitError(
+                    f"Groups per class {n_groups} are fewer than the {n_splits} folds: every "
+                    "fold needs whole groups of each class. Add data or use fewer folds."
+                )
+            cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            folds = list(cv.split(x, labels, groups))
+        else:
+            order = np.arange(len(labels))
+            cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            folds = [(order[tr], order[te]) for tr, te in cv.split(x, labels)]
+    for _, test in folds:
+        if len(np.unique(labels[test])) < len(classes):
+            raise SplitError(
+                "A fold lacks a class (too few groups of it); add data or use fewer folds."
+            )
+    return [(np.sort(tr), np.sort(te)) for tr, te in folds]
+
+
+def train_test_split(
+    labels: np.ndarray, groups: np.ndarray | None, test_size: float = 0.2, seed: int = 0
+) -> Split:
+    """One stratified split, grouped by ``groups`` when given.
+
+    The test part is one fold of ``round(1 / test_size)`` grouped stratified folds, so its
+    share is close to, not exactly, ``test_size``. Without groups the split is per image and a
+    warning is logged: cells from one cluster image may then sit on both sides.
+    """
+    if not 0.0 < test_size < 1.0:
+        raise SplitError(f"test_size must be between 0 and 1, got {test_size}.")
+    n_splits = max(2, round(1.0 / test_size))
+    if groups is None:
+        logger.warning(
+            "The data has no groups (cluster images): splitting per image. Cells cut from the "
+            "same cluster image may sit on both sides, which inflates the held-out metrics."
+        )
+    train, test = make_folds(labels, groups, n_splits, seed)[0]
+    logger.info(
+        "Split: %d train / %d test images (%.1f%% held out, %s)",
+        len(train),
+        len(test),
+        100.0 * len(test) / len(labels),
+        "grouped by cluster image" if groups is not None else "per image",
+    )
+    return Split(train=train, test=test, grouped=groups is not None)
