@@ -8,8 +8,11 @@ from cervix_hf.errors import ConfigMismatchError, ModelLoadError
 
 def make_config(**kw):
     base = dict(
-        backbone="test_resnet", pretrained=False, weights_sha256="ab" * 32,
-        data_config={"input_size": (3, 160, 160), "mean": (0.5, 0.5, 0.5)}, feature_dim=96,
+        backbone="test_resnet",
+        pretrained=False,
+        weights_sha256="ab" * 32,
+        data_config={"input_size": (3, 160, 160), "mean": (0.5, 0.5, 0.5)},
+        feature_dim=96,
         init_seed=0,
     )
     base.update(kw)

@@ -9,7 +9,9 @@ from cervix_hf.features import Backbone, create_backbone, dataset_features, weig
 
 def cell_images(n, size=(70, 60)):
     rng = np.random.default_rng(0)
-    return [Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)) for _ in range(n)]
+    return [
+        Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)) for _ in range(n)
+    ]
 
 
 def test_tiny_backbone_features_and_preprocessing(tiny_backbone):
@@ -50,8 +52,9 @@ def test_unknown_backbone_is_our_error():
         create_backbone("no_such_net_v9", pretrained=False)
 
 
-def test_dataset_features_cached_and_backbone_not_rerun(tiny_backbone, cells_dir, tmp_path,
-                                                        monkeypatch):
+def test_dataset_features_cached_and_backbone_not_rerun(
+    tiny_backbone, cells_dir, tmp_path, monkeypatch
+):
     import datasets
 
     ds = datasets.load_from_disk(str(cells_dir))
@@ -103,8 +106,9 @@ def test_real_resnet152_architecture_gives_2048_features(tmp_path):
     assert backbone.data_config["input_size"] == (3, 224, 224)
     import datasets
 
-    ds = datasets.Dataset.from_dict({"image": cell_images(2)}, features=datasets.Features(
-        {"image": datasets.Image()}))
+    ds = datasets.Dataset.from_dict(
+        {"image": cell_images(2)}, features=datasets.Features({"image": datasets.Image()})
+    )
     feats = dataset_features(backbone, ds, cache_dir=tmp_path, progress=False)
     assert feats.shape == (2, 2048)
     assert np.isfinite(feats).all() and not np.allclose(feats[0], feats[1])

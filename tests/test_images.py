@@ -18,8 +18,15 @@ def test_inputs_of_every_kind_become_rgb(tmp_path):
     rgb = Image.new("RGB", (8, 6), (10, 20, 30))
     path = tmp_path / "a.bmp"
     rgb.save(path)
-    for src in (path, str(path), path.read_bytes(), rgb, np.asarray(rgb),
-                {"bytes": None, "path": str(path)}, {"bytes": png_bytes(rgb), "path": "x.png"}):
+    for src in (
+        path,
+        str(path),
+        path.read_bytes(),
+        rgb,
+        np.asarray(rgb),
+        {"bytes": None, "path": str(path)},
+        {"bytes": png_bytes(rgb), "path": "x.png"},
+    ):
         out = load_image(src)
         assert out.mode == "RGB" and out.size == (8, 6)
         assert out.getpixel((0, 0)) == (10, 20, 30)

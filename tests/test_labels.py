@@ -13,8 +13,12 @@ from cervix_hf.labels import (
 
 @pytest.mark.parametrize(
     "name",
-    ["im_Superficial-Intermediate", "superficial_intermediate", "SUPERFICIAL INTERMEDIATE",
-     "Superficial-Intermediate"],
+    [
+        "im_Superficial-Intermediate",
+        "superficial_intermediate",
+        "SUPERFICIAL INTERMEDIATE",
+        "Superficial-Intermediate",
+    ],
 )
 def test_cell_type_names_match_loosely(name):
     assert match_cell_type(name) == "Superficial-Intermediate"

@@ -1,0 +1,166 @@
+"""The training pipeline: load -> features -> split -> head -> evaluate -> save -> push."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import CELL_TYPE_HEAD_NAME, CervixConfig
+from .data import load_cells
+from .features import DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE, create_backbone, dataset_features
+from .head import fit_head
+from .labels import CELL_TYPES
+from .metrics import binary_metrics, multiclass_metrics
+from .modeling import CervixClassifier
+from .split import train_test_split
+
+logger = logging.getLogger(__name__)
+SYNTHETIC_MARK = "SYNTHETIC"
+
+
+@dataclass
+class TrainOptions:
+    """Options of :func:`train` (the CLI flags of ``scripts/train.py``)."""
+
+    dataset: str
+    out: Path
+    revision: str | None = None
+    split: str | None = None
+    backbone: str = DEFAULT_BACKBONE
+    backbone_revision: str | None = None
+    pretrained: bool = True
+    weights_file: str | None = None
+    init_seed: int = 0
+    grouping: str = "clinical"
+    seed: int = 0
+    test_size: float = 0.2
+    cell_types: bool = False
+    batch_size: int = DEFAULT_BATCH_SIZE
+    cache_dir: str | None = None
+    device: str | None = None
+    push_to_hub: str | None = None
+    private: bool = False
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced."""
+
+    model: CervixClassifier
+    out: Path
+    metrics: dict[str, Any]
+    commit: str | None
+
+
+def _dataset_revision(source: str, revision: str | None) -> str | None:
+    """The commit sha of a Hub dataset, so the config pins the exact data."""
+    if Path(source).exists():
+        return revision
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        return HfApi().dataset_info(source, revision=revision).sha or revision
+    except (HfHubHTTPError, OSError) as exc:
+        logger.warning("Could not resolve the dataset revision (%s); recording %r.", exc, revision)
+        return revision
+
+
+def train(opts: TrainOptions) -> TrainResult:
+    """Train, evaluate on the held-out split, save and optionally push a model."""
+    t0 = time.perf_counter()
+    data = load_cells(
+        opts.dataset, revision=opts.revision, split=opts.split, grouping=opts.grouping
+    )
+    ds = data.dataset
+    columns = ds.select_columns(
+        [c for c in ("label", "cell_type", "group") if c in ds.column_names]
+    )
+    columns = columns.with_format("numpy")
+    labels = np.asarray(columns["label"], dtype=int)
+    groups = np.asarray(columns["group"]).astype(str) if data.has_groups else None
+    split = train_test_split(labels, groups, test_size=opts.test_size, seed=opts.seed)
+
+    backbone = create_backbone(
+        opts.backbone,
+        pretrained=opts.pretrained,
+        revision=opts.backbone_revision,
+        init_seed=opts.init_seed,
+        weights_file=opts.weights_file,
+        device=opts.device,
+    )
+    feats = dataset_features(
+        backbone,
+        ds,
+        cache_dir=opts.cache_dir,
+        batch_size=opts.batch_size,
+        progress=opts.progress,
+        fingerprint=data.fingerprint,
+    )
+    tr, te = split.train, split.test
+    g_tr = groups[tr] if groups is not None else None
+    t_fit = time.perf_counter()
+    head, head_params = fit_head(feats[tr], labels[tr], g_tr, seed=opts.seed)
+    head_params["fit_seconds"] = round(time.perf_counter() - t_fit, 3)
+    p_test = head.predict_proba(feats[te])[:, 1]
+    metrics: dict[str, Any] = {
+        "test": binary_metrics(labels[te], p_test),
+        "train_size": len(tr),
+        "test_size": len(te),
+        "split_grouped": split.grouped,
+    }
+    logger.info(
+        "Held-out: accuracy %.4f, sensitivity %s, specificity %s, ROC AUC %s",
+        metrics["test"]["accuracy"],
+        metrics["test"]["sensitivity"],
+        metrics["test"]["specificity"],
+        metrics["test"]["roc_auc"],
+    )
+    cell_head = None
+    if opts.cell_types:
+        if not data.has_cell_types:
+            logger.warning("--cell-types ignored: the data has no cell-type labels.")
+        else:
+            types = np.asarray(columns["cell_type"], dtype=int)
+            cell_head, cell_params = fit_head(feats[tr], types[tr], g_tr, seed=opts.seed)
+            head_params["cell_type_head"] = cell_params
+            metrics["test_cell_type"] = multiclass_metrics(
+                types[te], cell_head.predict(feats[te]), list(CELL_TYPES)
+            )
+            logger.info(
+                "Cell-type head: held-out accuracy %.4f", metrics["test_cell_type"]["accuracy"]
+            )
+    description = getattr(ds.info, "description", "") or ""
+    config = CervixConfig(
+        backbone=backbone.name,
+        backbone_revision=backbone.revision,
+        pretrained=backbone.pretrained,
+        init_seed=backbone.init_seed,
+        weights_sha256=backbone.weights_sha256,
+        data_config=dict(backbone.data_config),
+        feature_dim=backbone.feature_dim,
+        grouping=data.grouping,
+        cell_types=CELL_TYPES if cell_head is not None else None,
+        cell_type_head=CELL_TYPE_HEAD_NAME if cell_head is not None else None,
+        head_params=head_params,
+        dataset=data.source,
+        dataset_revision=_dataset_revision(data.source, data.revision),
+        dataset_fingerprint=data.fingerprint,
+        synthetic_data=description.startswith(SYNTHETIC_MARK),
+        split_seed=opts.seed,
+        test_size=opts.test_size,
+        metrics=metrics,
+    )
+    model = CervixClassifier(config, backbone, head, cell_head)
+    model.save_pretrained(opts.out, repo_id=opts.push_to_hub)
+    commit = None
+    if opts.push_to_hub:
+        commit = model.push_to_hub(opts.push_to_hub, private=opts.private)
+    logger.info("Done in %.1f s: model in %s", time.perf_counter() - t0, opts.out)
+    return TrainResult(model, Path(opts.out), metrics, commit)

@@ -1,0 +1,119 @@
+"""Train a cervix_hf model: load -> split -> features -> head -> evaluate -> save -> push.
+
+    python scripts/train.py --dataset SRC --out DIR [--backbone NAME] [--no-pretrained]
+        [--grouping clinical|seed] [--seed S] [--cell-types] [--push-to-hub REPO]
+
+SRC is a Hub dataset id, a directory written by scripts/prepare_sipakmed.py, or a folder of
+class folders (Normal/Abnormal, or the five SIPaKMeD cell types).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1])
+)  # run from a checkout without installing
+
+from cervix_hf.cli import run, setup_logging
+from cervix_hf.features import DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE
+from cervix_hf.labels import GROUPINGS
+
+logger = logging.getLogger("cervix_hf.train")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line."""
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    d = p.add_argument_group("data")
+    d.add_argument(
+        "--dataset", required=True, help="Hub dataset id, saved dataset dir or image folder"
+    )
+    d.add_argument("--revision", help="Hub dataset revision (a commit sha pins it)")
+    d.add_argument("--split", help="dataset split to read (default: train)")
+    d.add_argument(
+        "--grouping",
+        choices=sorted(GROUPINGS),
+        default="clinical",
+        help="cell types -> Normal/Abnormal (default: clinical; seed = Metaplastic abnormal)",
+    )
+    d.add_argument("--seed", type=int, default=0, help="split and CV seed (default: 0)")
+    d.add_argument("--test-size", type=float, default=0.2, help="held-out share (default: 0.2)")
+    b = p.add_argument_group("backbone")
+    b.add_argument(
+        "--backbone",
+        default=DEFAULT_BACKBONE,
+        help=f"timm model name (default: {DEFAULT_BACKBONE})",
+    )
+    b.add_argument("--backbone-revision", help="Hub revision of the backbone weights")
+    b.add_argument("--backbone-weights", help="local weights file instead of downloading (offline)")
+    b.add_argument(
+        "--no-pretrained",
+        dest="pretrained",
+        action="store_false",
+        help="random-init backbone (offline runs; the model card says so)",
+    )
+    b.add_argument("--init-seed", type=int, default=0, help="seed of a random-init backbone")
+    b.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    b.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    b.add_argument(
+        "--cache-dir", help="feature cache root (default: $CERVIX_HF_CACHE or ~/.cache/cervix_hf)"
+    )
+    o = p.add_argument_group("output")
+    o.add_argument("--out", required=True, type=Path, help="model directory to write")
+    o.add_argument("--cell-types", action="store_true", help="also train a five-cell-type head")
+    o.add_argument("--push-to-hub", metavar="REPO", help="push the model to this Hub repo")
+    o.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    p.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="hide progress bars"
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+
+    def body() -> int:
+        from cervix_hf.training import TrainOptions, train
+
+        opts = TrainOptions(
+            dataset=args.dataset,
+            out=args.out,
+            revision=args.revision,
+            split=args.split,
+            backbone=args.backbone,
+            backbone_revision=args.backbone_revision,
+            pretrained=args.pretrained,
+            weights_file=args.backbone_weights,
+            init_seed=args.init_seed,
+            grouping=args.grouping,
+            seed=args.seed,
+            test_size=args.test_size,
+            cell_types=args.cell_types,
+            batch_size=args.batch_size,
+            cache_dir=args.cache_dir,
+            device=args.device,
+            push_to_hub=args.push_to_hub,
+            private=args.private,
+            progress=args.progress,
+        )
+        result = train(opts)
+        print(json.dumps(result.metrics["test"], indent=2))
+        if result.commit:
+            print(f"pushed: {args.push_to_hub} @ {result.commit}")
+        return 0
+
+    return run(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,27 @@
+"""scripts/prepare_sipakmed.py as a user runs it."""
+
+import logging
+
+from scripts import prepare_sipakmed
+
+
+def test_prepare_saves_and_pushes(raw_cells, tmp_path, hub, hub_repo_id):
+    import datasets
+
+    raw, counts = raw_cells
+    out = tmp_path / "ds"
+    assert prepare_sipakmed.main([str(raw), str(out), "--push-to-hub", hub_repo_id]) == 0
+    ds = datasets.load_from_disk(str(out))
+    assert len(ds) == sum(counts.values())
+    pushed = datasets.load_dataset(hub_repo_id, split="train")
+    assert pushed["group"] == ds["group"] and pushed["label"] == ds["label"]
+
+
+def test_prepare_refuses_bad_layout_and_non_empty_out(tmp_path, raw_cells, caplog):
+    (tmp_path / "junk").mkdir()
+    with caplog.at_level(logging.ERROR):
+        assert prepare_sipakmed.main([str(tmp_path / "junk"), str(tmp_path / "out")]) == 2
+    assert "expected" in caplog.text
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    assert prepare_sipakmed.main([str(raw_cells[0]), str(tmp_path / "full")]) == 2
