@@ -15,6 +15,7 @@ from .labels import GROUPING_CHOICES, LABELS, POSITIVE_LABEL
 CONFIG_NAME = "config.json"
 HEAD_NAME = "head.skops"
 CELL_TYPE_HEAD_NAME = "cell_type_head.skops"
+NOVELTY_NAME = "novelty.skops"
 METRICS_NAME = "metrics.json"
 FORMAT_VERSION = 1
 
@@ -50,6 +51,8 @@ class CervixConfig:
         cell_types: names of the cell-type head's classes, if one was trained.
         decision_threshold: P(positive) at or above which ``predict`` says positive.
         head: file name of the binary head; cell_type_head: the cell-type head's, or None.
+        novelty_detector: file name of the unusual-image detector, or None;
+            novelty_threshold: its score above which an image is flagged as unusual.
         head_params: hyper-parameters of the head (C, class weights, CV grid).
         dataset: where the training data came from; dataset_revision and dataset_fingerprint
             pin it; synthetic_data marks generated (non-medical) training images; split_seed
@@ -72,6 +75,8 @@ class CervixConfig:
     decision_threshold: float = 0.5
     head: str = HEAD_NAME
     cell_type_head: str | None = None
+    novelty_detector: str | None = None
+    novelty_threshold: float | None = None
     head_params: dict[str, Any] = field(default_factory=dict)
     dataset: str | None = None
     dataset_revision: str | None = None

@@ -41,3 +41,7 @@ class ConfigMismatchError(ModelLoadError):
 
 class HubError(CervixError):
     """The Hub cannot be reached, or the repo, file or revision does not exist."""
+
+
+class EvaluationError(CervixError):
+    """A model cannot be evaluated as asked (options out of range, data it was not trained on)."""

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import timm
 import torch
+from PIL import Image
 from timm.data import create_transform, resolve_model_data_config
 from tqdm.auto import tqdm
 
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BACKBONE = "resnet152.tv2_in1k"
 DEFAULT_BATCH_SIZE = 16
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def default_cache_dir() -> Path:
@@ -49,6 +50,11 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
+
+
+def spatial_std(fmap: torch.Tensor) -> np.ndarray:
+    """Spatial standard deviation (N, C) of a feature map (N, C, h, w): its texture."""
+    return fmap.float().flatten(2).std(dim=2, correction=0).cpu().numpy()
 
 
 def _json_ready(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +90,13 @@ class Backbone:
         """Load and transform images into one batch tensor (N, 3, H, W)."""
         return torch.stack([self.transform(load_image(img)) for img in images])
 
+    def to_images(self, batch: torch.Tensor) -> list[Image.Image]:
+        """Undo the normalisation of a preprocessed batch: the crops the model saw."""
+        mean = torch.tensor(self.data_config["mean"]).view(1, -1, 1, 1)
+        std = torch.tensor(self.data_config["std"]).view(1, -1, 1, 1)
+        arr = (batch.cpu() * std + mean).clamp(0, 1).mul(255).round().byte()
+        return [Image.fromarray(a.permute(1, 2, 0).numpy()) for a in arr]
+
     @torch.inference_mode()
     def feature_map(self, batch: torch.Tensor) -> torch.Tensor:
         """The backbone's last feature map (N, C, h, w) for a preprocessed batch."""
@@ -98,6 +111,11 @@ class Backbone:
     def __call__(self, batch: torch.Tensor) -> np.ndarray:
         """Pooled float32 features for a preprocessed batch."""
         return self.pool(self.feature_map(batch)).float().cpu().numpy()
+
+    def stats(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled features and the feature map's spatial std (N, C) each, from one pass."""
+        fmap = self.feature_map(batch)
+        return self.pool(fmap).float().cpu().numpy(), spatial_std(fmap)
 
     def embed(
         self, images: Sequence[ImageInput], batch_size: int = DEFAULT_BATCH_SIZE
@@ -205,6 +223,12 @@ def _image_batches(dataset: Any, batch_size: int) -> Iterator[list[Any]]:
         yield batch["image"]
 
 
+def _partial_file(folder: Path) -> Path:
+    fd, name = tempfile.mkstemp(dir=folder, suffix=".npy.partial")
+    os.close(fd)
+    return Path(name)
+
+
 def dataset_features(
     backbone: Backbone,
     dataset: Any,
@@ -214,11 +238,34 @@ def dataset_features(
     progress: bool = True,
     fingerprint: str | None = None,
 ) -> np.ndarray:
-    """Features (N, D) for every row of a ``datasets.Dataset`` with an ``image`` column.
+    """Pooled features (N, D) for every row of a ``datasets.Dataset`` with an ``image`` column.
 
-    Extraction streams batch by batch into a memory-mapped file, so memory does not grow with
-    the number of images; the finished file is the cache entry. A later call with the same
-    dataset fingerprint, backbone, weights and transform reads it back without running the
+    See :func:`dataset_feature_stats`, which this wraps.
+    """
+    return dataset_feature_stats(
+        backbone,
+        dataset,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        progress=progress,
+        fingerprint=fingerprint,
+    )[0]
+
+
+def dataset_feature_stats(
+    backbone: Backbone,
+    dataset: Any,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
+    fingerprint: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled features and feature-map spatial std, (N, D) each, for every row of a dataset.
+
+    Extraction streams batch by batch into memory-mapped files, so memory does not grow with
+    the number of images; the finished files are the cache entry. A later call with the same
+    dataset fingerprint, backbone, weights and transform reads them back without running the
     backbone.
 
     Args:
@@ -235,35 +282,38 @@ def dataset_features(
     meta.update(backbone.cache_key())
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:32]
     entry = root / "features" / key
-    path = entry / "features.npy"
-    if path.exists():
-        feats = np.load(path)
-        if feats.shape == (len(dataset), backbone.feature_dim):
-            logger.info("Feature cache hit: %s (%d x %d)", entry, *feats.shape)
-            return feats
+    paths = (entry / "features.npy", entry / "spread.npy")
+    shape = (len(dataset), backbone.feature_dim)
+    if all(p.exists() for p in paths):
+        arrays = tuple(np.load(p) for p in paths)
+        if all(a.shape == shape for a in arrays):
+            logger.info("Feature cache hit: %s (%d x %d)", entry, *shape)
+            return arrays  # type: ignore[return-value]
         logger.warning("Ignoring a feature cache entry of the wrong shape: %s", entry)
     entry.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=entry, suffix=".npy.partial")
-    os.close(fd)
+    tmp = [_partial_file(entry) for _ in paths]
     try:
-        out = np.lib.format.open_memmap(
-            tmp_name, mode="w+", dtype=np.float32, shape=(len(dataset), backbone.feature_dim)
-        )
+        outs = [np.lib.format.open_memmap(t, mode="w+", dtype=np.float32, shape=shape) for t in tmp]
         bar = tqdm(
             total=len(dataset), unit="img", desc=f"features ({backbone.name})", disable=not progress
         )
         start = 0
         for records in _image_batches(dataset, batch_size):
-            out[start : start + len(records)] = backbone(backbone.preprocess(records))
+            pooled, spread = backbone.stats(backbone.preprocess(records))
+            outs[0][start : start + len(records)] = pooled
+            outs[1][start : start + len(records)] = spread
             start += len(records)
             bar.update(len(records))
         bar.close()
-        out.flush()
-        del out
-        os.replace(tmp_name, path)
+        for out in outs:
+            out.flush()
+        del outs
+        for t, p in zip(tmp, paths, strict=True):
+            os.replace(t, p)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        for t in tmp:
+            t.unlink(missing_ok=True)
         raise
     (entry / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     logger.info("Features cached in %s", entry)
-    return np.load(path)
+    return np.load(paths[0]), np.load(paths[1])

@@ -10,19 +10,59 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from . import hub
 from .config import CONFIG_NAME, METRICS_NAME, CervixConfig
 from .errors import ConfigMismatchError
-from .features import Backbone, _json_ready, create_backbone
+from .explain import contribution_maps, linear_form, overlay
+from .features import DEFAULT_BATCH_SIZE, Backbone, _json_ready, create_backbone, spatial_std
 from .head import check_head, load_head, save_head
 from .images import ImageInput
+from .novelty import is_blank, novelty_scores
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CellAnalysis:
+    """What the model says about one image (see :meth:`CervixClassifier.analyze`).
+
+    ``contributions`` (h, w) are the exact per-location contributions to the logit of the
+    positive class: ``contributions.mean() + intercept == logit``. ``view`` is the crop the
+    backbone saw (after resizing and centre-cropping). ``novelty_score`` is the distance to
+    the nearest training cell relative to the model's threshold (above 1: unusual);
+    ``unusual`` also holds for blank images.
+    """
+
+    probabilities: dict[str, float]
+    p_positive: float
+    decision: str
+    threshold: float
+    cell_types: dict[str, float] | None
+    novelty_score: float | None
+    unusual: bool | None
+    contributions: np.ndarray | None
+    intercept: float | None
+    view: Image.Image
+
+    @property
+    def logit(self) -> float | None:
+        """The head's logit, rebuilt from the heat map (None without a linear head)."""
+        if self.contributions is None or self.intercept is None:
+            return None
+        return float(self.contributions.mean() + self.intercept)
+
+    def heatmap(self, alpha: float = 0.45) -> Image.Image | None:
+        """The contributions over the crop: red pushed towards the positive class, blue away."""
+        if self.contributions is None:
+            return None
+        return overlay(self.view, self.contributions, alpha)
 
 
 def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
@@ -39,6 +79,8 @@ class CervixClassifier:
         backbone: the feature extractor it was trained with.
         head: fitted scikit-learn pipeline on the binary labels (``classes_`` = 0, 1).
         cell_type_head: optional fitted pipeline on the five cell types.
+        novelty: optional unusual-image detector (see :mod:`cervix_hf.novelty`).
+        source: where the model was loaded from (``path``, or ``repo_id`` and ``revision``).
     """
 
     def __init__(
@@ -47,13 +89,17 @@ class CervixClassifier:
         backbone: Backbone,
         head: Any,
         cell_type_head: Any | None = None,
+        *,
+        novelty: Any | None = None,
         source: dict[str, str | None] | None = None,
     ) -> None:
         self.config = config
         self.backbone = backbone
         self.head = head
         self.cell_type_head = cell_type_head
+        self.novelty = novelty
         self.source = source or {}
+        self._linear = linear_form(head)
 
     @property
     def classes_(self) -> tuple[str, ...]:
@@ -71,10 +117,7 @@ class CervixClassifier:
     def predict(self, images: ImageInput | Sequence[ImageInput]) -> list[str]:
         """Label names at the model's decision threshold on P(positive)."""
         p = self.predict_proba(images)[:, self.config.positive_index]
-        neg = next(label for label in self.config.labels if label != self.config.positive_label)
-        return [
-            self.config.positive_label if pi >= self.config.decision_threshold else neg for pi in p
-        ]
+        return [self._decide(float(pi)) for pi in p]
 
     def predict_cell_type_proba(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
         """Probabilities (N, 5) over ``config.cell_types``.
@@ -86,12 +129,75 @@ class CervixClassifier:
             raise ConfigMismatchError("This model has no cell-type head (train with --cell-types).")
         return self.cell_type_head.predict_proba(self.features(images))
 
+    def analyze(
+        self, images: ImageInput | Sequence[ImageInput], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> list[CellAnalysis]:
+        """Everything the app shows, from ONE backbone pass per image.
+
+        Probabilities, the decision at the model's threshold, cell-type probabilities (when
+        the model has that head), the unusual-image score and flag (when it has a detector)
+        and the exact per-location logit contributions for the heat map.
+
+        Raises:
+            ImageLoadError: for an input that is not a readable image.
+        """
+        items = _as_list(images)
+        out: list[CellAnalysis] = []
+        pos = self.config.positive_index
+        for start in range(0, len(items), batch_size):
+            batch = self.backbone.preprocess(items[start : start + batch_size])
+            fmap = self.backbone.feature_map(batch)
+            pooled = self.backbone.pool(fmap).float().cpu().numpy()
+            views = self.backbone.to_images(batch)
+            proba = self.head.predict_proba(pooled)
+            types = None
+            if self.cell_type_head is not None:
+                types = self.cell_type_head.predict_proba(pooled)
+            scores = None
+            if self.novelty is not None and self.config.novelty_threshold:
+                stats = np.concatenate([pooled, spatial_std(fmap)], axis=1)
+                scores = novelty_scores(self.novelty, stats) / self.config.novelty_threshold
+            contrib = None
+            if self._linear is not None:
+                contrib = contribution_maps(fmap.float().cpu().numpy(), self._linear[0])
+            for i in range(len(pooled)):
+                p = float(proba[i, pos])
+                out.append(
+                    CellAnalysis(
+                        probabilities={
+                            label: float(proba[i, j]) for j, label in enumerate(self.classes_)
+                        },
+                        p_positive=p,
+                        decision=self._decide(p),
+                        threshold=self.config.decision_threshold,
+                        cell_types=(
+                            {t: float(types[i, j]) for j, t in enumerate(self.config.cell_types)}
+                            if types is not None and self.config.cell_types
+                            else None
+                        ),
+                        novelty_score=float(scores[i]) if scores is not None else None,
+                        unusual=(
+                            bool(scores[i] > 1.0 or is_blank(views[i]))
+                            if scores is not None
+                            else None
+                        ),
+                        contributions=contrib[i] if contrib is not None else None,
+                        intercept=self._linear[1] if self._linear is not None else None,
+                        view=views[i],
+                    )
+                )
+        return out
+
+    def _decide(self, p_positive: float) -> str:
+        neg = next(label for label in self.config.labels if label != self.config.positive_label)
+        return self.config.positive_label if p_positive >= self.config.decision_threshold else neg
+
     # -- persistence ---------------------------------------------------------------------
 
     def save_pretrained(
         self, save_directory: str | Path, *, model_card: bool = True, repo_id: str | None = None
     ) -> Path:
-        """Write ``head.skops``, ``config.json``, ``metrics.json`` and ``README.md``.
+        """Write the heads (``*.skops``), config, metrics, plots and the card (``README.md``).
 
         Args:
             save_directory: where to write (created if needed).
@@ -105,11 +211,17 @@ class CervixClassifier:
         save_head(self.head, out / self.config.head)
         if self.cell_type_head is not None and self.config.cell_type_head:
             save_head(self.cell_type_head, out / self.config.cell_type_head)
+        if self.novelty is not None and self.config.novelty_detector:
+            save_head(self.novelty, out / self.config.novelty_detector)
         self.config.to_json(out / CONFIG_NAME)
         if self.config.metrics:
             import json
 
             (out / METRICS_NAME).write_text(json.dumps(self.config.metrics, indent=2) + "\n")
+        if self.config.metrics.get("cv"):  # the card embeds these plots
+            from .plots import write_plots
+
+            write_plots(self.config.metrics, out, labels=self.config.labels)
         if model_card:
             (out / "README.md").write_text(
                 render_model_card(self.config, repo_id=repo_id or "<user>/<repo>")
@@ -164,6 +276,13 @@ class CervixClassifier:
                 classes=config.cell_types or (),
                 name=config.cell_type_head,
             )
+        novelty = None
+        if config.novelty_detector:
+            novelty = load_head(files[config.novelty_detector])
+            if not hasattr(novelty, "steps") or not hasattr(novelty[-1], "kneighbors"):
+                raise ConfigMismatchError(
+                    f"{config.novelty_detector} is not a cervix_hf unusual-image detector."
+                )
         if backbone is None:
             backbone = create_backbone(
                 config.backbone,
@@ -175,7 +294,7 @@ class CervixClassifier:
                 device=device,
             )
         _check_backbone(config, backbone)
-        return cls(config, backbone, head, cell_head, source)
+        return cls(config, backbone, head, cell_head, novelty=novelty, source=source)
 
     def push_to_hub(
         self, repo_id: str, *, private: bool = False, commit_message: str | None = None
@@ -196,7 +315,8 @@ class CervixClassifier:
 
 
 def _head_files(config: CervixConfig) -> list[str]:
-    return [config.head] + ([config.cell_type_head] if config.cell_type_head else [])
+    names = [config.head, config.cell_type_head, config.novelty_detector]
+    return [n for n in names if n]
 
 
 def _check_backbone(config: CervixConfig, backbone: Backbone) -> None:

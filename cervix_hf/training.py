@@ -10,13 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from .config import CELL_TYPE_HEAD_NAME, CervixConfig
+from .config import CELL_TYPE_HEAD_NAME, NOVELTY_NAME, CervixConfig
 from .data import load_cells
-from .features import DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE, create_backbone, dataset_features
-from .head import fit_head
+from .features import DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE, create_backbone, dataset_feature_stats
+from .head import C_GRID, fit_head
 from .labels import CELL_TYPES
 from .metrics import binary_metrics, multiclass_metrics
 from .modeling import CervixClassifier
+from .novelty import fit_novelty, novelty_scores
 from .split import train_test_split
 
 logger = logging.getLogger(__name__)
@@ -40,12 +41,17 @@ class TrainOptions:
     seed: int = 0
     test_size: float = 0.2
     cell_types: bool = False
+    c_grid: tuple[float, ...] = C_GRID
     batch_size: int = DEFAULT_BATCH_SIZE
     cache_dir: str | None = None
     device: str | None = None
     push_to_hub: str | None = None
     private: bool = False
     progress: bool = True
+    cv_folds: int = 0  # > 0: grouped K-fold CV, operating point, plots (cervix_hf.evaluation)
+    target_sensitivity: float = 0.99
+    calibrate: str | None = None
+    protocol: str = "grouped"
 
 
 @dataclass
@@ -95,7 +101,7 @@ def train(opts: TrainOptions) -> TrainResult:
         weights_file=opts.weights_file,
         device=opts.device,
     )
-    feats = dataset_features(
+    feats, spread = dataset_feature_stats(
         backbone,
         ds,
         cache_dir=opts.cache_dir,
@@ -106,7 +112,7 @@ def train(opts: TrainOptions) -> TrainResult:
     tr, te = split.train, split.test
     g_tr = groups[tr] if groups is not None else None
     t_fit = time.perf_counter()
-    head, head_params = fit_head(feats[tr], labels[tr], g_tr, seed=opts.seed)
+    head, head_params = fit_head(feats[tr], labels[tr], g_tr, c_grid=opts.c_grid, seed=opts.seed)
     head_params["fit_seconds"] = round(time.perf_counter() - t_fit, 3)
     p_test = head.predict_proba(feats[te])[:, 1]
     metrics: dict[str, Any] = {
@@ -128,7 +134,9 @@ def train(opts: TrainOptions) -> TrainResult:
             logger.warning("--cell-types ignored: the data has no cell-type labels.")
         else:
             types = np.asarray(columns["cell_type"], dtype=int)
-            cell_head, cell_params = fit_head(feats[tr], types[tr], g_tr, seed=opts.seed)
+            cell_head, cell_params = fit_head(
+                feats[tr], types[tr], g_tr, c_grid=opts.c_grid, seed=opts.seed
+            )
             head_params["cell_type_head"] = cell_params
             metrics["test_cell_type"] = multiclass_metrics(
                 types[te], cell_head.predict(feats[te]), list(CELL_TYPES)
@@ -136,6 +144,14 @@ def train(opts: TrainOptions) -> TrainResult:
             logger.info(
                 "Cell-type head: held-out accuracy %.4f", metrics["test_cell_type"]["accuracy"]
             )
+    stats = np.concatenate([feats, spread], axis=1)
+    detector, novelty_threshold = fit_novelty(stats[tr], stats[te])
+    metrics["novelty"] = {
+        "threshold": novelty_threshold,
+        "heldout_flagged_rate": float(
+            (novelty_scores(detector, stats[te]) > novelty_threshold).mean()
+        ),
+    }
     description = getattr(ds.info, "description", "") or ""
     config = CervixConfig(
         backbone=backbone.name,
@@ -148,6 +164,8 @@ def train(opts: TrainOptions) -> TrainResult:
         grouping=data.grouping,
         cell_types=CELL_TYPES if cell_head is not None else None,
         cell_type_head=CELL_TYPE_HEAD_NAME if cell_head is not None else None,
+        novelty_detector=NOVELTY_NAME,
+        novelty_threshold=novelty_threshold,
         head_params=head_params,
         dataset=data.source,
         dataset_revision=_dataset_revision(data.source, data.revision),
@@ -157,10 +175,36 @@ def train(opts: TrainOptions) -> TrainResult:
         test_size=opts.test_size,
         metrics=metrics,
     )
-    model = CervixClassifier(config, backbone, head, cell_head)
-    model.save_pretrained(opts.out, repo_id=opts.push_to_hub)
+    model = CervixClassifier(config, backbone, head, cell_head, novelty=detector)
     commit = None
-    if opts.push_to_hub:
-        commit = model.push_to_hub(opts.push_to_hub, private=opts.private)
+    if opts.cv_folds:  # grouped CV, operating point, calibration, plots; pushes the directory
+        from .evaluation import EvalOptions, evaluate_and_save
+
+        model, commit = evaluate_and_save(
+            model,
+            feats,
+            labels,
+            groups,
+            EvalOptions(
+                folds=opts.cv_folds,
+                seed=opts.seed,
+                target_sensitivity=opts.target_sensitivity,
+                calibrate=opts.calibrate,
+                protocol=opts.protocol,
+            ),
+            out=opts.out,
+            cell_types=(
+                np.asarray(columns["cell_type"], dtype=int) if data.has_cell_types else None
+            ),
+            train_rows=tr,
+            test_rows=te,
+            dataset=data.source,
+            push_to_hub=opts.push_to_hub,
+            private=opts.private,
+        )
+    else:
+        model.save_pretrained(opts.out, repo_id=opts.push_to_hub)
+        if opts.push_to_hub:
+            commit = model.push_to_hub(opts.push_to_hub, private=opts.private)
     logger.info("Done in %.1f s: model in %s", time.perf_counter() - t0, opts.out)
-    return TrainResult(model, Path(opts.out), metrics, commit)
+    return TrainResult(model, Path(opts.out), model.config.metrics, commit)

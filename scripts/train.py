@@ -2,6 +2,8 @@
 
     python scripts/train.py --dataset SRC --out DIR [--backbone NAME] [--no-pretrained]
         [--grouping clinical|seed] [--seed S] [--cell-types] [--push-to-hub REPO]
+        [--cv K [--target-sensitivity 0.99] [--calibrate [sigmoid|isotonic]]
+        [--protocol grouped|seed]]
 
 SRC is a Hub dataset id, a directory written by scripts/prepare_sipakmed.py, or a folder of
 class folders (Normal/Abnormal, or the five SIPaKMeD cell types).
@@ -70,11 +72,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     o.add_argument("--cell-types", action="store_true", help="also train a five-cell-type head")
     o.add_argument("--push-to-hub", metavar="REPO", help="push the model to this Hub repo")
     o.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    e = p.add_argument_group("evaluation (as scripts/evaluate.py, right after training)")
+    e.add_argument(
+        "--cv",
+        type=int,
+        default=0,
+        metavar="K",
+        help="grouped stratified K-fold CV with bootstrap CIs, operating point, calibration "
+        "and plots in the card (default: off)",
+    )
+    e.add_argument(
+        "--target-sensitivity",
+        type=_fraction,
+        default=0.99,
+        help="the decision threshold reaches this out-of-fold sensitivity (default: 0.99)",
+    )
+    e.add_argument(
+        "--calibrate",
+        nargs="?",
+        const="sigmoid",
+        choices=["sigmoid", "isotonic"],
+        help="wrap the head in CalibratedClassifierCV with grouped folds (default: sigmoid)",
+    )
+    e.add_argument(
+        "--protocol",
+        choices=["grouped", "seed"],
+        default="grouped",
+        help="seed: also run the original project's leaky protocol for comparison",
+    )
     p.add_argument(
         "--no-progress", dest="progress", action="store_false", help="hide progress bars"
     )
     p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.cv and (args.calibrate or args.protocol != "grouped"):
+        p.error("--calibrate and --protocol need --cv K")
+    return args
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,9 +145,17 @@ def main(argv: list[str] | None = None) -> int:
             push_to_hub=args.push_to_hub,
             private=args.private,
             progress=args.progress,
+            cv_folds=args.cv,
+            target_sensitivity=args.target_sensitivity,
+            calibrate=args.calibrate,
+            protocol=args.protocol,
         )
         result = train(opts)
         print(json.dumps(result.metrics["test"], indent=2))
+        if "cv" in result.metrics:
+            from cervix_hf.evaluation import summary_lines
+
+            print("\n".join(summary_lines(result.metrics)))
         if result.commit:
             print(f"pushed: {args.push_to_hub} @ {result.commit}")
         return 0

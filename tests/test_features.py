@@ -62,11 +62,12 @@ def test_dataset_features_cached_and_backbone_not_rerun(
     assert first.shape == (len(ds), 96)
     calls = []
 
-    def counting_call(self, batch):
+    def counting_stats(self, batch):
         calls.append(len(batch))
-        return np.zeros((len(batch), self.feature_dim), np.float32)
+        zeros = np.zeros((len(batch), self.feature_dim), np.float32)
+        return zeros, zeros
 
-    monkeypatch.setattr(Backbone, "__call__", counting_call)
+    monkeypatch.setattr(Backbone, "stats", counting_stats)
     second = dataset_features(tiny_backbone, ds, cache_dir=tmp_path, progress=False)
     assert calls == []
     np.testing.assert_array_equal(first, second)
@@ -85,7 +86,7 @@ def test_failed_extraction_leaves_no_cache_entry(tiny_backbone, cells_dir, tmp_p
     def broken(self, batch):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(Backbone, "__call__", broken)
+    monkeypatch.setattr(Backbone, "stats", broken)
     with pytest.raises(RuntimeError, match="boom"):
         dataset_features(tiny_backbone, ds, cache_dir=tmp_path, progress=False)
     assert not list(tmp_path.rglob("*.npy*"))
@@ -113,7 +114,7 @@ def test_real_resnet152_architecture_gives_2048_features(tmp_path):
     assert feats.shape == (2, 2048)
     assert np.isfinite(feats).all() and not np.allclose(feats[0], feats[1])
     calls = []
-    backbone.__class__ = type("Counting", (Backbone,), {"__call__": lambda s, b: calls.append(b)})
+    backbone.__class__ = type("Counting", (Backbone,), {"stats": lambda s, b: calls.append(b)})
     again = dataset_features(backbone, ds, cache_dir=tmp_path, progress=False)
     assert calls == []  # second run is a cache hit: the backbone is not called
     np.testing.assert_array_equal(feats, again)

@@ -1,0 +1,69 @@
+"""Exact heat map of the linear head's logit over the backbone's last feature map.
+
+The pooled feature vector is the spatial mean of the last feature map ``F`` (C, h, w), and
+``StandardScaler`` + ``LogisticRegression`` are affine, so with ``a = coef / scale`` and
+``c = intercept - a . mean``::
+
+    logit = a . mean_ij F[:, i, j] + c = mean_ij (a . F[:, i, j]) + c
+
+The map ``M[i, j] = a . F[:, i, j]`` is each location's contribution: its mean plus the
+intercept ``c`` is the logit, exactly. One forward pass, no gradients.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def linear_form(head: Any) -> tuple[np.ndarray, float] | None:
+    """``(a, c)`` with ``logit = a . x + c`` for a scaler + logistic-regression head.
+
+    Returns None for heads that are not that affine pipeline (e.g. calibrated ones).
+    """
+    if not isinstance(head, Pipeline):
+        return None
+    steps = [est for _, est in head.steps if est != "passthrough"]
+    if not steps or not isinstance(steps[-1], LogisticRegression) or steps[-1].coef_.shape[0] != 1:
+        return None
+    a = steps[-1].coef_[0].astype(np.float64)
+    c = float(steps[-1].intercept_[0])
+    for step in reversed(steps[:-1]):
+        if not isinstance(step, StandardScaler):
+            return None
+        scale = step.scale_ if step.scale_ is not None else np.ones_like(a)
+        mean = step.mean_ if step.mean_ is not None else np.zeros_like(a)
+        a = a / scale
+        c = c - float(a @ mean)
+    return a, c
+
+
+def contribution_maps(feature_maps: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Per-location logit contributions (N, h, w) from feature maps (N, C, h, w)."""
+    return np.einsum("nchw,c->nhw", feature_maps.astype(np.float64), a)
+
+
+def overlay(image: Image.Image, contrib: np.ndarray, alpha: float = 0.45) -> Image.Image:
+    """Blend a contribution map over the image: red pushes to Abnormal, blue to Normal.
+
+    The map is centred on zero (the map's mean is part of the logit, so colours show where
+    evidence sits, relative to no contribution) and scaled by its largest magnitude.
+    """
+    peak = float(np.abs(contrib).max()) or 1.0
+    v = np.asarray(
+        Image.fromarray((contrib / peak).astype(np.float32), mode="F").resize(
+            image.size, Image.Resampling.BILINEAR
+        )
+    )
+    v = np.clip(v, -1.0, 1.0)
+    base = np.asarray(image.convert("RGB"), dtype=np.float32)
+    colour = np.zeros_like(base)
+    colour[..., 0] = np.where(v > 0, 255.0, 0.0)
+    colour[..., 2] = np.where(v < 0, 255.0, 0.0)
+    weight = (alpha * np.abs(v))[..., None]
+    return Image.fromarray(np.clip(base * (1 - weight) + colour * weight, 0, 255).astype(np.uint8))

@@ -1,0 +1,145 @@
+"""Evaluate a cervix_hf model honestly and update its directory (and card) in place.
+
+    python scripts/evaluate.py --dataset SRC --model DIR [--folds 5]
+        [--target-sensitivity 0.99] [--calibrate [sigmoid|isotonic]] [--protocol grouped|seed]
+        [--c-selection nested|fixed] [--bootstrap 2000] [--push-to-hub REPO]
+
+Stratified K-fold cross-validation grouped by cluster image over the whole dataset, on the
+cached backbone features: per-fold and pooled accuracy, sensitivity, specificity, precision,
+F1, ROC AUC, Brier score and ECE, with 95% bootstrap intervals over cluster images. The
+decision threshold is set to reach the target sensitivity on the out-of-fold predictions.
+DIR gains a ``cv`` section in metrics.json (and config.json), the threshold in config.json,
+three PNG plots and a re-rendered README.md (the model card). ``--protocol seed`` adds the
+original project's leaky protocol (Metaplastic Abnormal, random per-cell 80/20 split) on the
+same data for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1])
+)  # run from a checkout without installing
+
+from cervix_hf.cli import run, setup_logging
+from cervix_hf.features import DEFAULT_BATCH_SIZE
+
+logger = logging.getLogger("cervix_hf.evaluate")
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line."""
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--dataset", required=True, help="the model's training data: Hub id, saved dir or folder"
+    )
+    p.add_argument("--revision", help="Hub dataset revision (a commit sha pins it)")
+    p.add_argument("--split", help="dataset split to read (default: train)")
+    p.add_argument("--model", required=True, type=Path, help="model directory to evaluate")
+    e = p.add_argument_group("evaluation")
+    e.add_argument("--folds", type=int, default=5, help="CV folds (default: 5)")
+    e.add_argument("--seed", type=int, help="fold and bootstrap seed (default: the model's)")
+    e.add_argument(
+        "--target-sensitivity",
+        type=_fraction,
+        default=0.99,
+        help="the decision threshold reaches this out-of-fold sensitivity (default: 0.99)",
+    )
+    e.add_argument(
+        "--calibrate",
+        nargs="?",
+        const="sigmoid",
+        choices=["sigmoid", "isotonic"],
+        help="wrap the head in CalibratedClassifierCV with grouped folds, refitted on the "
+        "model's training split (default method: sigmoid)",
+    )
+    e.add_argument(
+        "--protocol",
+        choices=["grouped", "seed"],
+        default="grouped",
+        help="seed: also run the original project's leaky protocol for comparison",
+    )
+    e.add_argument(
+        "--c-selection",
+        choices=["nested", "fixed"],
+        default="nested",
+        help="nested: choose C inside each training fold (default); fixed: the model's C",
+    )
+    e.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples")
+    b = p.add_argument_group("backbone")
+    b.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    b.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    b.add_argument(
+        "--cache-dir", help="feature cache root (default: $CERVIX_HF_CACHE or ~/.cache/cervix_hf)"
+    )
+    o = p.add_argument_group("output")
+    o.add_argument("--push-to-hub", metavar="REPO", help="push the updated directory to REPO")
+    o.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    p.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="hide progress bars"
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+
+    def body() -> int:
+        from cervix_hf.config import CONFIG_NAME, CervixConfig
+        from cervix_hf.evaluation import EvalOptions, evaluate_directory, summary_lines
+
+        seed = args.seed
+        if seed is None:
+            seed = CervixConfig.from_json(args.model / CONFIG_NAME).split_seed or 0
+        opts = EvalOptions(
+            folds=args.folds,
+            seed=seed,
+            target_sensitivity=args.target_sensitivity,
+            calibrate=args.calibrate,
+            protocol=args.protocol,
+            c_selection=args.c_selection,
+            n_resamples=args.bootstrap,
+        )
+        opts.check()
+        result = evaluate_directory(
+            args.model,
+            args.dataset,
+            opts,
+            revision=args.revision,
+            split=args.split,
+            cache_dir=args.cache_dir,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=args.progress,
+            push_to_hub=args.push_to_hub,
+            private=args.private,
+        )
+        print("\n".join(summary_lines(result.metrics)))
+        op = result.metrics["cv"]["operating_point"]
+        print(json.dumps({"decision_threshold": op["threshold"], "model": str(result.out)}))
+        if result.commit:
+            print(f"pushed: {args.push_to_hub} @ {result.commit}")
+        return 0
+
+    return run(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
