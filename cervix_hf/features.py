@@ -10,9 +10,11 @@ reruns the backbone.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -138,6 +140,40 @@ class Backbone:
         }
 
 
+def _random_weights_file(name: str, init_seed: int) -> Path:
+    versions = f"torch{torch.__version__}-timm{timm.__version__}"
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{name}-seed{init_seed}-{versions}")
+    return default_cache_dir() / "random-backbones" / f"{safe}.safetensors"
+
+
+def _random_backbone(name: str, init_seed: int, kwargs: dict[str, Any]) -> torch.nn.Module:
+    """A randomly initialised model, reproducible from its seed.
+
+    Initialising a large model takes seconds (ResNet152: about 5 s here); the weights are
+    cached as safetensors, and later calls build the model on the meta device and load them.
+    Whatever the path, the caller fingerprints the weights and the model config checks them.
+    """
+    from safetensors.torch import load_file, save_file
+
+    path = _random_weights_file(name, init_seed)
+    if path.exists():
+        with torch.device("meta"):
+            model = timm.create_model(name, **kwargs)
+        model.load_state_dict(load_file(path), assign=True)
+        tensors = itertools.chain(model.parameters(), model.buffers())
+        if not any(t.is_meta for t in tensors):
+            return model
+        logger.debug("Cached random weights do not cover %s; initialising it", name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        model = timm.create_model(name, **kwargs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.partial")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    os.replace(tmp, path)
+    return model
+
+
 def create_backbone(
     name: str = DEFAULT_BACKBONE,
     *,
@@ -174,9 +210,7 @@ def create_backbone(
         if pretrained:
             model = timm.create_model(name, **kwargs)
         else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(init_seed)
-                model = timm.create_model(name, **kwargs)
+            model = _random_backbone(name, init_seed, kwargs)
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
             raise ModelLoadError(

@@ -30,6 +30,10 @@ def test_tiny_backbone_features_and_preprocessing(tiny_backbone):
 
 
 def test_random_init_is_reproducible_from_its_seed(tiny_backbone):
+    from cervix_hf.features import _random_weights_file
+
+    # the second build loads the cached random weights (meta-device model, no init)
+    assert _random_weights_file("test_resnet", 0).exists()
     again = create_backbone("test_resnet", pretrained=False, init_seed=0, device="cpu")
     other = create_backbone("test_resnet", pretrained=False, init_seed=1, device="cpu")
     assert again.weights_sha256 == tiny_backbone.weights_sha256
