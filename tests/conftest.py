@@ -128,3 +128,19 @@ def trained_model_dir(cells_dir, tmp_path_factory: pytest.TempPathFactory):
     ]
     assert train_script.main(argv) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def served(trained_model_dir, tmp_path_factory):
+    """The Gradio app serving the tiny trained model on 127.0.0.1: (url, model, examples)."""
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
+    from cervix_hf.webapp import build_app, launch_kwargs, load_served_model, write_examples
+
+    model, info = load_served_model(str(trained_model_dir), None)
+    examples = write_examples(tmp_path_factory.mktemp("examples"))
+    app = build_app(model, info, examples=examples)
+    kwargs = launch_kwargs(None, None)
+    assert kwargs["server_name"] == "127.0.0.1"
+    _, url, _ = app.launch(prevent_thread_lock=True, quiet=True, **kwargs)
+    yield url, model, examples
+    app.close()

@@ -1,0 +1,61 @@
+"""cervix_hf demo app (Gradio): ``python app.py`` locally or as a Hugging Face Space.
+
+The model comes from ``--model`` or ``CERVIX_MODEL`` (a Hub repo id or a local directory),
+pinned with ``CERVIX_MODEL_REVISION`` (a full commit sha). With nothing configured the app
+serves an offline demo model (random-init backbone, synthetic cells), labelled as such.
+Binds 127.0.0.1 unless ``--host`` or ``GRADIO_SERVER_NAME`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+
+from cervix_hf.cli import setup_logging
+from cervix_hf.errors import CervixError
+
+logger = logging.getLogger("cervix_hf.app")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line."""
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model",
+        default=os.environ.get("CERVIX_MODEL"),
+        help="Hub repo id or model directory (env CERVIX_MODEL)",
+    )
+    p.add_argument(
+        "--revision",
+        default=os.environ.get("CERVIX_MODEL_REVISION"),
+        help="full commit sha to pin a Hub model (env CERVIX_MODEL_REVISION)",
+    )
+    p.add_argument("--host", help="interface to bind (default 127.0.0.1, or GRADIO_SERVER_NAME)")
+    p.add_argument("--port", type=int, help="port (default: Gradio's, 7860)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load the model, build the app and serve it until interrupted."""
+    args = parse_args(argv)
+    setup_logging()
+    from cervix_hf.webapp import build_app, launch_kwargs, load_served_model, write_examples
+
+    try:
+        model, info = load_served_model(args.model, args.revision)
+    except CervixError as exc:
+        logger.error("Cannot start: %s", exc)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="cervix-examples-") as examples_dir:
+        app = build_app(model, info, examples=write_examples(examples_dir))
+        app.launch(**launch_kwargs(args.host, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
