@@ -52,7 +52,7 @@ def make_folds(
         warnings.simplefilter("ignore", UserWarning)
         if groups is not None:
             groups = np.asarray(groups)
-            n_groups = {c: len(np.unique(groups[labels == c])) for c in classes}
+            n_groups = {int(c): len(np.unique(groups[labels == c])) for c in classes}
             if min(n_groups.values()) < n_splits:
                 raise SplitError(
                     f"Groups per class {n_groups} are fewer than the {n_splits} folds: every "

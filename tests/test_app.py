@@ -1,0 +1,46 @@
+"""app.py as a user starts it: model from env/flags, clear errors, a pushed model at a sha."""
+
+import logging
+
+import numpy as np
+
+import app
+from cervix_hf import CervixClassifier
+
+
+def test_bad_revision_stops_with_one_line(caplog, monkeypatch):
+    monkeypatch.setenv("CERVIX_MODEL", "tester/whatever")
+    monkeypatch.setenv("CERVIX_MODEL_REVISION", "main")
+    with caplog.at_level(logging.ERROR):
+        assert app.main([]) == 2
+    assert "40-character commit sha" in caplog.text
+
+
+def test_missing_hub_model_stops_with_what_to_set(hub, caplog):
+    with caplog.at_level(logging.ERROR):
+        assert app.main(["--model", "tester/no-such-model"]) == 2
+    assert "not found" in caplog.text and "Traceback" not in caplog.text
+
+
+def test_serves_a_model_pushed_to_the_hub_at_a_pinned_sha(hub, hub_repo_id, trained_model_dir):
+    from gradio_client import Client, handle_file
+
+    from cervix_hf.webapp import build_app, launch_kwargs, load_served_model, write_examples
+
+    local = CervixClassifier.from_pretrained(trained_model_dir)
+    sha = local.push_to_hub(hub_repo_id)
+    model, info = load_served_model(hub_repo_id, sha)
+    assert info.revision == sha and not info.demo
+    examples = write_examples(trained_model_dir.parent)
+    server = build_app(model, info)
+    _, url, _ = server.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(None, None))
+    try:
+        *_, details = Client(url, verbose=False).predict(
+            handle_file(examples[0]), api_name="/predict"
+        )
+    finally:
+        server.close()
+    assert details["model"]["repo_id"] == hub_repo_id and details["model"]["revision"] == sha
+    np.testing.assert_allclose(
+        details["p_abnormal"], local.predict_proba([examples[0]])[0, 1], rtol=1e-5
+    )
