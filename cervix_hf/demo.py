@@ -64,6 +64,9 @@ def train_demo_model(
         result = train(
             TrainOptions(
                 dataset=str(cells),
+                dataset_name=(
+                    f"synthetic cells (cervix_hf.synthetic, seed {DEMO_SEED}, {per_type} per type)"
+                ),
                 out=out,
                 backbone=backbone,
                 pretrained=False,

@@ -30,6 +30,7 @@ class TrainOptions:
 
     dataset: str
     out: Path
+    dataset_name: str | None = None  # how config.json and the card name the data
     revision: str | None = None
     split: str | None = None
     backbone: str = DEFAULT_BACKBONE
@@ -167,7 +168,7 @@ def train(opts: TrainOptions) -> TrainResult:
         novelty_detector=NOVELTY_NAME,
         novelty_threshold=novelty_threshold,
         head_params=head_params,
-        dataset=data.source,
+        dataset=opts.dataset_name or data.source,
         dataset_revision=_dataset_revision(data.source, data.revision),
         dataset_fingerprint=data.fingerprint,
         synthetic_data=description.startswith(SYNTHETIC_MARK),
@@ -198,7 +199,7 @@ def train(opts: TrainOptions) -> TrainResult:
             ),
             train_rows=tr,
             test_rows=te,
-            dataset=data.source,
+            dataset=opts.dataset_name or data.source,
             push_to_hub=opts.push_to_hub,
             private=opts.private,
         )
