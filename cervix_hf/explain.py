@@ -24,8 +24,15 @@ from sklearn.preprocessing import StandardScaler
 def linear_form(head: Any) -> tuple[np.ndarray, float] | None:
     """``(a, c)`` with ``logit = a . x + c`` for a scaler + logistic-regression head.
 
-    Returns None for heads that are not that affine pipeline (e.g. calibrated ones).
+    For a ``CalibratedClassifierCV`` over such pipelines, the form of their mean logit (the
+    evidence before calibration, which is monotone in it per fold). None for other heads.
     """
+    fitted = getattr(head, "calibrated_classifiers_", None)
+    if fitted is not None:
+        forms = [linear_form(getattr(cc, "estimator", None)) for cc in fitted]
+        if not forms or any(f is None for f in forms):
+            return None
+        return np.mean([f[0] for f in forms], axis=0), float(np.mean([f[1] for f in forms]))
     if not isinstance(head, Pipeline):
         return None
     steps = [est for _, est in head.steps if est != "passthrough"]

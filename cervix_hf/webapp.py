@@ -141,6 +141,12 @@ def analysis_json(model: CervixClassifier, r: CellAnalysis) -> dict[str, Any]:
     }
 
 
+def _logit_name(model: CervixClassifier) -> str:
+    if hasattr(model.head, "calibrated_classifiers_"):
+        return "mean pre-calibration logit of the calibrated head's folds"
+    return "logit"
+
+
 def _decision_markdown(model: CervixClassifier, r: CellAnalysis) -> str:
     lines = [
         f"### Decision: **{r.decision}**",
@@ -151,7 +157,8 @@ def _decision_markdown(model: CervixClassifier, r: CellAnalysis) -> str:
         lines.append(
             f"\nHeat map: each location's contribution to the logit ranges from "
             f"{r.contributions.min():+.2f} to {r.contributions.max():+.2f}; their mean plus the "
-            f"intercept ({r.intercept:+.2f}) is the logit {r.logit:+.2f} exactly. Red: towards "
+            f"intercept ({r.intercept:+.2f}) is the {_logit_name(model)} {r.logit:+.2f} "
+            f"exactly. Red: towards "
             f"{model.config.positive_label}; blue: away from it."
         )
     if r.unusual:

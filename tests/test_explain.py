@@ -16,7 +16,12 @@ def test_linear_form_matches_the_pipeline():
     a, c = linear_form(head)
     np.testing.assert_allclose(x @ a + c, head.decision_function(x), rtol=1e-10, atol=1e-10)
     calibrated = CalibratedClassifierCV(build_head(), cv=3).fit(x, y)
-    assert linear_form(calibrated) is None  # not affine: no exact map, so none is claimed
+    a, c = linear_form(calibrated)  # the mean pre-calibration logit of the fold heads
+    mean_logit = np.mean(
+        [cc.estimator.decision_function(x) for cc in calibrated.calibrated_classifiers_], axis=0
+    )
+    np.testing.assert_allclose(x @ a + c, mean_logit, rtol=1e-10, atol=1e-10)
+    assert linear_form(calibrated.calibrated_classifiers_[0].calibrators[0]) is None
 
 
 def test_contribution_map_mean_is_the_pooled_term():
