@@ -45,3 +45,7 @@ class HubError(CervixError):
 
 class EvaluationError(CervixError):
     """A model cannot be evaluated as asked (options out of range, data it was not trained on)."""
+
+
+class EngineError(CervixError):
+    """The backbone cannot run as asked (device, engine or precision unavailable)."""

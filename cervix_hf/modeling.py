@@ -53,7 +53,10 @@ class CellAnalysis:
 
     @property
     def logit(self) -> float | None:
-        """The head's logit, rebuilt from the heat map (None without a linear head)."""
+        """The head's logit rebuilt from the heat map (None without a linear head).
+
+        For a calibrated head: the mean pre-calibration logit of its fold heads.
+        """
         if self.contributions is None or self.intercept is None:
             return None
         return float(self.contributions.mean() + self.intercept)
@@ -238,6 +241,7 @@ class CervixClassifier:
         device: str | None = None,
         weights_file: str | Path | None = None,
         backbone: Backbone | None = None,
+        engine: str = "auto",
     ) -> CervixClassifier:
         """Load a model from a local directory or a Hub repo.
 
@@ -247,6 +251,8 @@ class CervixClassifier:
             device: torch device for the backbone.
             weights_file: local backbone weights to use instead of downloading them.
             backbone: an already-built backbone to reuse (checked against the config).
+            engine: ``"auto"`` (ONNX Runtime on the CPU, torch on CUDA), ``"torch"`` or
+                ``"onnx"``; see :func:`cervix_hf.engines.plan_execution`.
 
         Raises:
             ModelLoadError / HubError: with what to fix (missing files, untrusted head types,
@@ -292,6 +298,7 @@ class CervixClassifier:
                 weights_file=weights_file,
                 data_config=config.data_config,
                 device=device,
+                engine=engine,
             )
         _check_backbone(config, backbone)
         return cls(config, backbone, head, cell_head, novelty=novelty, source=source)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .config import CELL_TYPE_HEAD_NAME, NOVELTY_NAME, CervixConfig
 from .data import load_cells
-from .features import DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE, create_backbone, dataset_feature_stats
+from .features import DEFAULT_BACKBONE, create_backbone, dataset_feature_stats
 from .head import C_GRID, fit_head
 from .labels import CELL_TYPES
 from .metrics import binary_metrics, multiclass_metrics
@@ -43,9 +43,10 @@ class TrainOptions:
     test_size: float = 0.2
     cell_types: bool = False
     c_grid: tuple[float, ...] = C_GRID
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int | None = None  # None: chosen for the engine (CPU 8-16, CUDA 256)
     cache_dir: str | None = None
     device: str | None = None
+    engine: str = "auto"  # auto: ONNX Runtime on CPU, torch on CUDA (cervix_hf.engines)
     push_to_hub: str | None = None
     private: bool = False
     progress: bool = True
@@ -101,6 +102,7 @@ def train(opts: TrainOptions) -> TrainResult:
         init_seed=opts.init_seed,
         weights_file=opts.weights_file,
         device=opts.device,
+        engine=opts.engine,
     )
     feats, spread = dataset_feature_stats(
         backbone,

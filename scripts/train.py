@@ -22,7 +22,8 @@ sys.path.insert(
 )  # run from a checkout without installing
 
 from cervix_hf.cli import run, setup_logging
-from cervix_hf.features import DEFAULT_BACKBONE, DEFAULT_BATCH_SIZE
+from cervix_hf.engines import ENGINES
+from cervix_hf.features import DEFAULT_BACKBONE
 from cervix_hf.labels import GROUPINGS
 
 logger = logging.getLogger("cervix_hf.train")
@@ -62,8 +63,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="random-init backbone (offline runs; the model card says so)",
     )
     b.add_argument("--init-seed", type=int, default=0, help="seed of a random-init backbone")
-    b.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    b.add_argument(
+        "--batch-size", type=int, help="images per forward pass (default: CPU 8-16, CUDA 256)"
+    )
     b.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    b.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="backbone engine: auto = ONNX Runtime on CPU, torch on CUDA (default: auto)",
+    )
     b.add_argument(
         "--cache-dir", help="feature cache root (default: $CERVIX_HF_CACHE or ~/.cache/cervix_hf)"
     )
@@ -142,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             cache_dir=args.cache_dir,
             device=args.device,
+            engine=args.engine,
             push_to_hub=args.push_to_hub,
             private=args.private,
             progress=args.progress,

@@ -1,0 +1,447 @@
+"""Feature-extraction throughput against the seed's recipe and the hardware, in one run.
+
+    .venv/bin/python benchmarks/bench_extract.py            # about 7 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/bench_extract.py --quick    # about 2 minutes
+
+Alternating, rep after rep, on the same generated cell images (BMP files, decoded each time):
+
+  (a) the seed's recipe: torchvision resnet152, Resize((224, 224)), fp32 NCHW, DataLoader
+      batch 32, torch.no_grad;
+  (b) torch eager channels_last: our pipeline on ``engine="torch"`` (its batch, 16);
+  (c) our extractor as shipped: ``dataset_feature_stats`` with the automatic plan (ONNX
+      Runtime on a CPU: one batch of 8 per core side by side), writing its cache entry;
+  (d) an fp32 GEMM peak probe: the best of torch.mm and ONNX Runtime's MatMul, 2048^3, on
+      the same threads (MKL's sgemm is not the fastest on AMD CPUs).
+
+Prints images/s (median, min, max), achieved GFLOP/s from FLOPs counted with
+``torch.utils.flop_counter`` and the ratios c/a, c/b, c/d. Then, each in a fresh process, peak
+RSS and seconds per image of the shipped extractor for N = 64, 256, 1024 images (memory must
+stay flat, cost linear), and retraining the head from the cached features of the largest N
+(backbone calls must be 0). Random-init weights (offline); throughput does not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BACKBONE = "resnet152.tv2_in1k"
+SEED_BATCH = 32
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def make_cells(folder: Path, sizes: list[int]) -> None:
+    """Generated cells (synthetic, not medical data): a saved dataset of exactly n rows for
+    each n, and the first max(n) images as BMP files (what the seed's DataLoader reads)."""
+    import datasets
+
+    from cervix_hf.sipakmed import build_dataset
+    from cervix_hf.synthetic import write_raw_sipakmed
+
+    most = max(sizes)
+    raw = folder / "raw"
+    write_raw_sipakmed(raw, per_type=-(-most // 5), seed=0)
+    full = build_dataset(raw)
+    for n in sorted(set(sizes)):
+        full.select(range(n)).save_to_disk(str(folder / f"cells-{n}"))
+    files = folder / "files"
+    files.mkdir()
+    records = full.select(range(most)).cast_column("image", datasets.Image(decode=False))
+    for i, rec in enumerate(records["image"]):
+        (files / f"{i:05d}.bmp").write_bytes(rec["bytes"] or Path(rec["path"]).read_bytes())
+
+
+def cell_files(folder: Path, n: int) -> list[str]:
+    """The first n images as files, in dataset order."""
+    return [str(folder / "files" / f"{i:05d}.bmp") for i in range(n)]
+
+
+def flops_per_image(model, forward) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        forward(model, torch.randn(1, 3, 224, 224))
+    return float(counter.get_total_flops())
+
+
+def _best_rate(fn, flop: float, seconds: float) -> float:
+    fn()
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        fn()
+        best = max(best, flop / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def _ort_matmul(n: int, threads: int):
+    """An ONNX Runtime session computing one n x n x n fp32 MatMul (MLAS, like our convs)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "gemm",
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "ab"],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def gemm_probe(threads: int, seconds: float = 1.0, n: int = 2048) -> tuple[float, float]:
+    """Best fp32 GEMM rates (GFLOP/s), torch.mm and ONNX Runtime's MatMul, n^3."""
+    import numpy as np
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch_best = _best_rate(lambda: torch.mm(a, b), 2 * n**3, seconds)
+    session = _ort_matmul(n, threads)
+    feeds = {"a": a.numpy(), "b": np.ascontiguousarray(b.numpy())}
+    ort_best = _best_rate(lambda: session.run(None, feeds), 2 * n**3, seconds)
+    return torch_best, ort_best
+
+
+class SeedRecipe:
+    """The seed's extractor: torchvision resnet152, fixed-size resize, batch 32, fp32 NCHW."""
+
+    def __init__(self) -> None:
+        import torch
+        import torchvision
+        from torchvision import transforms
+
+        self.model = torchvision.models.resnet152(weights=None)
+        self.model.fc = torch.nn.Identity()
+        self.model.eval()
+        self.transform = transforms.Compose(
+            [
+                transforms.Resize((224, 224)),
+                transforms.ToTensor(),
+                transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+            ]
+        )
+
+    def run(self, paths: list[str]) -> None:
+        import torch
+        from PIL import Image
+
+        transform = self.transform
+
+        class Files(torch.utils.data.Dataset):
+            def __len__(self) -> int:
+                return len(paths)
+
+            def __getitem__(self, i: int):
+                return transform(Image.open(paths[i]).convert("RGB"))
+
+        loader = torch.utils.data.DataLoader(Files(), batch_size=SEED_BATCH)
+        with torch.no_grad():
+            for batch in loader:
+                self.model(batch)
+
+
+def fresh_extract(backbone, dataset, batch_size: int | None = None) -> None:
+    """The shipped path, into a new cache directory (never a cache hit)."""
+    from cervix_hf.features import dataset_feature_stats
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset_feature_stats(
+            backbone, dataset, cache_dir=tmp, batch_size=batch_size, progress=False
+        )
+
+
+def throughput(args: argparse.Namespace, work: Path) -> dict:
+    import dataclasses
+
+    import datasets
+    import torch
+
+    from cervix_hf.engines import plan_execution
+    from cervix_hf.features import create_backbone
+
+    n = args.images
+    ds = datasets.load_from_disk(str(work / f"cells-{n}"))
+    paths = cell_files(work, n)
+    ours = create_backbone(BACKBONE, pretrained=False, device="cpu")
+    eager = dataclasses.replace(
+        ours, engine="torch", runner=None, plan=plan_execution("cpu", "torch")
+    )
+    seed = SeedRecipe()
+    gflop = flops_per_image(ours.model, lambda m, x: m.forward_features(x)) / 1e9
+    seed_gflop = flops_per_image(seed.model, lambda m, x: m(x)) / 1e9
+    log(
+        f"plan: {ours.plan}\nFLOPs per 224x224 image: {gflop:.2f} G (our trunk), "
+        f"{seed_gflop:.2f} G (seed model); torch threads {torch.get_num_threads()}"
+    )
+    variants = {
+        "a": ("seed recipe (torchvision, fp32 NCHW, batch 32)", lambda: seed.run(paths)),
+        "b": (
+            f"torch eager channels_last (batch {eager.batch_size})",
+            lambda: fresh_extract(eager, ds),
+        ),
+        "c": (
+            f"ours as shipped ({ours.engine}, {ours.plan.threads} x batch {ours.batch_size})",
+            lambda: fresh_extract(ours, ds),
+        ),
+    }
+    # warm-up: first runs allocate (ORT arena, torch caches)
+    small = ds.select(range(min(4, n)))
+    seed.run(paths[:2])
+    fresh_extract(eager, small)
+    fresh_extract(ours, small)
+    rates: dict[str, list[float]] = {k: [] for k in [*variants, "d"]}
+    for rep in range(args.reps):
+        for key, (label, fn) in variants.items():
+            t = time.perf_counter()
+            fn()
+            rates[key].append(n / (time.perf_counter() - t))
+            log(f"  rep {rep + 1}/{args.reps} ({key}) {label}: {rates[key][-1]:.2f} img/s")
+        torch_gemm, ort_gemm = gemm_probe(ours.plan.threads)
+        rates["d"].append(max(torch_gemm, ort_gemm))
+        log(
+            f"  rep {rep + 1}/{args.reps} (d) fp32 GEMM probe: torch.mm {torch_gemm:.0f}, "
+            f"ORT MatMul {ort_gemm:.0f} GFLOP/s"
+        )
+    labels = {k: v[0] for k, v in variants.items()} | {"d": "fp32 GEMM peak probe"}
+    return {"rates": rates, "labels": labels, "gflop": gflop, "seed_gflop": seed_gflop}
+
+
+def memory_child(n: int, work: Path, cache: Path) -> None:
+    """One fresh process: extract n images through the shipped path; print JSON."""
+    from cervix_hf.data import load_cells
+    from cervix_hf.features import create_backbone, dataset_feature_stats
+
+    t0 = time.perf_counter()
+    backbone = create_backbone(BACKBONE, pretrained=False, device="cpu")
+    data = load_cells(str(work / f"cells-{n}"))
+    t1 = time.perf_counter()
+    dataset_feature_stats(
+        backbone, data.dataset, cache_dir=cache, progress=False, fingerprint=data.fingerprint
+    )
+    t2 = time.perf_counter()
+    # VmHWM, not ru_maxrss: the latter counts the parent's pages from before exec
+    status = Path("/proc/self/status").read_text().splitlines()
+    hwm = [line for line in status if line.startswith("VmHWM:")]
+    self_kb = int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    now = {ln.split(":")[0]: int(ln.split()[1]) / 1024 for ln in status if ln.startswith("Rss")}
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "setup_s": t1 - t0,
+                "extract_s": t2 - t1,
+                "s_per_image": (t2 - t1) / n,
+                "peak_rss_mib": self_kb / 1024,
+                # at the end: private memory vs pages of memory-mapped files (the dataset)
+                "rss_anon_mib": now.get("RssAnon", float("nan")),
+                "rss_file_mib": now.get("RssFile", float("nan")),
+            }
+        )
+    )
+
+
+def memory_scaling(args: argparse.Namespace, work: Path, cache: Path) -> list[dict]:
+    out = []
+    for n in args.sizes:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(n),
+                "--work",
+                str(work),
+                "--cache",
+                str(cache),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode:
+            raise SystemExit(f"child for N={n} failed:\n{proc.stderr[-3000:]}")
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        log(
+            f"  N={n:5d}: {row['s_per_image']:.3f} s/image, peak RSS {row['peak_rss_mib']:.0f} MiB"
+            f" (at the end: {row['rss_anon_mib']:.0f} private + {row['rss_file_mib']:.0f} "
+            f"file-backed), model setup {row['setup_s']:.1f} s"
+        )
+        out.append(row)
+    return out
+
+
+def retrain_head(n: int, work: Path, cache: Path) -> dict:
+    """Train from the cache the memory run filled: count backbone calls, time the head."""
+    from cervix_hf.features import Backbone
+    from cervix_hf.training import TrainOptions, train
+
+    calls = {"feature_map": 0, "stats": 0}
+    real_map, real_stats = Backbone.feature_map, Backbone.stats
+
+    def counted_map(self, batch):
+        calls["feature_map"] += 1
+        return real_map(self, batch)
+
+    def counted_stats(self, batch):
+        calls["stats"] += 1
+        return real_stats(self, batch)
+
+    Backbone.feature_map, Backbone.stats = counted_map, counted_stats
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            t = time.perf_counter()
+            result = train(
+                TrainOptions(
+                    dataset=str(work / f"cells-{n}"),
+                    out=Path(out),
+                    backbone=BACKBONE,
+                    pretrained=False,
+                    cache_dir=str(cache),
+                    progress=False,
+                )
+            )
+            wall = time.perf_counter() - t
+    finally:
+        Backbone.feature_map, Backbone.stats = real_map, real_stats
+    fit = result.model.config.head_params.get("fit_seconds")
+    return {"n": n, "backbone_calls": sum(calls.values()), "head_fit_s": fit, "train_wall_s": wall}
+
+
+def device_throughput(device: str, n: int, reps: int, work: Path) -> list[float]:
+    """End-to-end images/s of the shipped extractor on ``device`` (decoding overlapped)."""
+    import datasets
+
+    from cervix_hf.features import create_backbone
+
+    ds = datasets.load_from_disk(str(work / f"cells-{n}"))
+    backbone = create_backbone(BACKBONE, pretrained=False, device=device)
+    log(f"plan: {backbone.plan}")
+    fresh_extract(backbone, ds.select(range(min(n, 2 * backbone.batch_size))))  # warm-up
+    rates = []
+    for rep in range(reps):
+        t = time.perf_counter()
+        fresh_extract(backbone, ds)
+        rates.append(n / (time.perf_counter() - t))
+        log(f"  rep {rep + 1}/{reps}: {rates[-1]:.0f} img/s")
+    return rates
+
+
+def summarise(tp: dict) -> dict:
+    rates, gflop = tp["rates"], tp["gflop"]
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    log("\n== throughput (images/s: median [min, max]) ==")
+    for key in "abc":
+        v = rates[key]
+        log(
+            f"({key}) {tp['labels'][key]:55s} {med[key]:6.2f} [{min(v):.2f}, {max(v):.2f}]"
+            f"  -> {med[key] * gflop:6.1f} GFLOP/s"
+        )
+    v = rates["d"]
+    log(f"(d) {tp['labels']['d']:55s} {med['d']:6.0f} [{min(v):.0f}, {max(v):.0f}] GFLOP/s")
+    ratios = {
+        "c/a": med["c"] / med["a"],
+        "c/b": med["c"] / med["b"],
+        "c/d": med["c"] * gflop / med["d"],
+    }
+    log(
+        f"ratios: c/a = {ratios['c/a']:.2f} (goal >= 2.0), c/b = {ratios['c/b']:.2f} "
+        f"(goal >= 1.3), c/d = {ratios['c/d']:.2f} (share of the GEMM peak)"
+    )
+    return {"median": med, "ratios": ratios}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=32, help="images per timed run (default 32)")
+    p.add_argument("--reps", type=int, default=3, help="alternating repetitions (default 3)")
+    p.add_argument("--sizes", type=int, nargs="*", default=[64, 256, 1024])
+    p.add_argument("--quick", action="store_true", help="--images 16 --reps 2 --sizes 32 128")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument(
+        "--gpu",
+        type=int,
+        metavar="N",
+        help="instead: end-to-end images/s of the shipped extractor on CUDA over N images "
+        "(goal on one H100 at 224: >= 2500)",
+    )
+    p.add_argument("--gpu-device", default="cuda", help=argparse.SUPPRESS)
+    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        memory_child(args.child, args.work, args.cache)
+        return 0
+    if args.quick:
+        args.images, args.reps, args.sizes = 16, 2, [32, 128]
+    os.environ.setdefault("CERVIX_HF_CACHE", str(Path.home() / ".cache" / "cervix_hf"))
+    load = os.getloadavg()
+    log(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+        f"python {platform.python_version()}"
+    )
+    import onnxruntime
+    import torch
+
+    log(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
+    with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:
+        work, cache = Path(tmp), Path(tmp) / "cache"
+        if args.gpu:
+            if args.gpu_device == "cuda":
+                log(f"GPU: {torch.cuda.get_device_name(0)}")
+            make_cells(work, [args.gpu])
+            rates = device_throughput(args.gpu_device, args.gpu, args.reps, work)
+            med = statistics.median(rates)
+            log(
+                f"shipped extractor on {args.gpu_device}: {med:.0f} img/s median "
+                f"[{min(rates):.0f}, {max(rates):.0f}] over {args.gpu} images (goal >= 2500)"
+            )
+            return 0
+        make_cells(work, [args.images, *args.sizes])
+        log(f"\n== throughput: {args.images} images x {args.reps} reps, alternating ==")
+        tp = throughput(args, work)
+        summary = summarise(tp)
+        log("\n== memory and cost vs N (shipped extractor, fresh process each) ==")
+        mem = memory_scaling(args, work, cache)
+        per_image = [r["s_per_image"] for r in mem]
+        rss = [r["peak_rss_mib"] for r in mem]
+        log(
+            f"peak RSS spread {max(rss) - min(rss):.0f} MiB over N = {args.sizes}; "
+            f"s/image max/min = {max(per_image) / min(per_image):.2f}"
+        )
+        log(f"\n== retraining the head from the cached features (N = {args.sizes[-1]}) ==")
+        head = retrain_head(args.sizes[-1], work, cache)
+        log(
+            f"backbone calls: {head['backbone_calls']}; head fit {head['head_fit_s']} s; "
+            f"whole train() {head['train_wall_s']:.1f} s"
+        )
+    load = os.getloadavg()
+    log(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"throughput": tp, **summary, "memory": mem, "head": head}, indent=2)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
