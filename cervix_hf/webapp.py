@@ -181,15 +181,18 @@ class HeatmapFiles:
     def __init__(self, keep: int = 64) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="cervix-heatmaps-"))
         self.keep = keep
+        self._saved = 0
 
     def save(self, image: Image.Image) -> str:
         """Write ``image`` as PNG under a fresh name and return its path."""
         fd, path = tempfile.mkstemp(dir=self.dir, suffix=".png")
         with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG")
-        old = sorted(self.dir.glob("*.png"), key=lambda p: p.stat().st_mtime)[: -self.keep]
-        for p in old:
-            p.unlink(missing_ok=True)
+            image.save(fh, format="PNG", compress_level=1)  # speed over a few KB
+        self._saved += 1
+        if self._saved % self.keep == 0:  # prune now and then, not on every request
+            files = sorted(self.dir.glob("*.png"), key=lambda p: p.stat().st_mtime)
+            for p in files[: -self.keep]:
+                p.unlink(missing_ok=True)
         return path
 
 
