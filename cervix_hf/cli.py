@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable
@@ -46,3 +47,34 @@ def run(fn: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         logger.error("Interrupted.")
         return 130
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
+def add_evaluation_args(group: argparse._ArgumentGroup) -> None:
+    """The evaluation flags shared by ``scripts/train.py --cv`` and ``scripts/evaluate.py``."""
+    group.add_argument(
+        "--target-sensitivity",
+        type=fraction,
+        default=0.99,
+        help="the decision threshold reaches this out-of-fold sensitivity (default: 0.99)",
+    )
+    group.add_argument(
+        "--calibrate",
+        nargs="?",
+        const="sigmoid",
+        choices=["sigmoid", "isotonic"],
+        help="wrap the head in CalibratedClassifierCV with grouped folds (default: sigmoid)",
+    )
+    group.add_argument(
+        "--protocol",
+        choices=["grouped", "seed"],
+        default="grouped",
+        help="seed: also run the original project's leaky protocol for comparison",
+    )

@@ -26,17 +26,10 @@ sys.path.insert(
     0, str(Path(__file__).resolve().parents[1])
 )  # run from a checkout without installing
 
-from cervix_hf.cli import run, setup_logging
+from cervix_hf.cli import add_evaluation_args, run, setup_logging
 from cervix_hf.features import DEFAULT_BATCH_SIZE
 
 logger = logging.getLogger("cervix_hf.evaluate")
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
-    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,26 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     e = p.add_argument_group("evaluation")
     e.add_argument("--folds", type=int, default=5, help="CV folds (default: 5)")
     e.add_argument("--seed", type=int, help="fold and bootstrap seed (default: the model's)")
-    e.add_argument(
-        "--target-sensitivity",
-        type=_fraction,
-        default=0.99,
-        help="the decision threshold reaches this out-of-fold sensitivity (default: 0.99)",
-    )
-    e.add_argument(
-        "--calibrate",
-        nargs="?",
-        const="sigmoid",
-        choices=["sigmoid", "isotonic"],
-        help="wrap the head in CalibratedClassifierCV with grouped folds, refitted on the "
-        "model's training split (default method: sigmoid)",
-    )
-    e.add_argument(
-        "--protocol",
-        choices=["grouped", "seed"],
-        default="grouped",
-        help="seed: also run the original project's leaky protocol for comparison",
-    )
+    add_evaluation_args(e)
     e.add_argument(
         "--c-selection",
         choices=["nested", "fixed"],

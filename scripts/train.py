@@ -21,7 +21,7 @@ sys.path.insert(
     0, str(Path(__file__).resolve().parents[1])
 )  # run from a checkout without installing
 
-from cervix_hf.cli import run, setup_logging
+from cervix_hf.cli import add_evaluation_args, run, setup_logging
 from cervix_hf.engines import ENGINES
 from cervix_hf.features import DEFAULT_BACKBONE
 from cervix_hf.labels import GROUPINGS
@@ -90,25 +90,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="grouped stratified K-fold CV with bootstrap CIs, operating point, calibration "
         "and plots in the card (default: off)",
     )
-    e.add_argument(
-        "--target-sensitivity",
-        type=_fraction,
-        default=0.99,
-        help="the decision threshold reaches this out-of-fold sensitivity (default: 0.99)",
-    )
-    e.add_argument(
-        "--calibrate",
-        nargs="?",
-        const="sigmoid",
-        choices=["sigmoid", "isotonic"],
-        help="wrap the head in CalibratedClassifierCV with grouped folds (default: sigmoid)",
-    )
-    e.add_argument(
-        "--protocol",
-        choices=["grouped", "seed"],
-        default="grouped",
-        help="seed: also run the original project's leaky protocol for comparison",
-    )
+    add_evaluation_args(e)
     p.add_argument(
         "--no-progress", dest="progress", action="store_false", help="hide progress bars"
     )
@@ -117,13 +99,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.cv and (args.calibrate or args.protocol != "grouped"):
         p.error("--calibrate and --protocol need --cv K")
     return args
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:
