@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import EvaluationError, LabelError, SplitError
+from .errors import EvaluationError, LabelError
 from .head import C_GRID, build_head, fit_head
 from .labels import CELL_TYPES, GROUPINGS, LABELS
 from .metrics import (
@@ -37,7 +37,7 @@ from .metrics import (
     reliability,
     roc_points,
 )
-from .split import make_folds, train_test_split
+from .split import folds_with_fallback, make_folds, train_test_split
 
 if TYPE_CHECKING:
     from .modeling import CervixClassifier
@@ -88,35 +88,6 @@ class CVResult:
     seed: int
 
 
-def _feasible_folds(labels: np.ndarray, groups: np.ndarray | None, wanted: int) -> int:
-    """The most folds (at most ``wanted``) the data allows: members (or groups) per class."""
-    per_class = [
-        len(np.unique(groups[labels == c])) if groups is not None else int((labels == c).sum())
-        for c in np.unique(labels)
-    ]
-    return min(wanted, min(per_class)) if len(per_class) > 1 else 0
-
-
-def _folds_with_fallback(
-    labels: np.ndarray, groups: np.ndarray | None, wanted: int, seed: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Grouped stratified folds, with fewer folds when too few groups make one lack a class.
-
-    Raises:
-        SplitError: if not even two folds keep both classes.
-    """
-    k = _feasible_folds(labels, groups, wanted)
-    while k >= 2:
-        try:
-            return make_folds(labels, groups, k, seed)
-        except SplitError:
-            k -= 1
-    raise SplitError(
-        "Too few cluster images per class for an inner cross-validation (need 2 per class in "
-        "every training fold); add data or use fewer folds."
-    )
-
-
 def fit_calibrated_head(
     features: np.ndarray,
     labels: np.ndarray,
@@ -143,7 +114,7 @@ def fit_calibrated_head(
             f"Unknown calibration method {method!r}: choose one of {list(CALIBRATION_METHODS)}."
         )
     labels = np.asarray(labels)
-    folds = _folds_with_fallback(labels, groups, n_splits, seed)
+    folds = folds_with_fallback(labels, groups, n_splits, seed)
     calibrated = CalibratedClassifierCV(build_head(c, seed), method=method, cv=folds, ensemble=True)
     return calibrated.fit(features, labels)
 
@@ -161,17 +132,10 @@ def _fit_fold_head(
 ) -> tuple[Any, dict[str, Any]]:
     """One training fold's head: C chosen on these rows only (nested) or fixed."""
     if c is None:
-        k = _feasible_folds(labels, groups, n_splits)
-        while True:
-            try:
-                head, params = fit_head(
-                    features, labels, groups, c_grid=c_grid, n_splits=k, seed=seed
-                )
-                break
-            except SplitError:
-                if k <= 2:
-                    raise
-                k -= 1
+        # fit_head uses as many inner folds as the rows allow (cervix_hf.split)
+        head, params = fit_head(
+            features, labels, groups, c_grid=c_grid, n_splits=n_splits, seed=seed
+        )
         out = {"C": params["C"], "c_selection": "nested", "inner_folds": params["cv_folds"]}
     else:
         head = build_head(c, seed).fit(features, labels)

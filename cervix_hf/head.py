@@ -18,8 +18,8 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .errors import ConfigMismatchError, ModelLoadError, UntrustedHeadError
-from .split import make_folds
+from .errors import ConfigMismatchError, ModelLoadError, SplitError, UntrustedHeadError
+from .split import folds_with_fallback
 
 logger = logging.getLogger(__name__)
 
@@ -72,21 +72,20 @@ def fit_head(
     labels = np.asarray(labels)
     n_classes = len(np.unique(labels))
     scoring = scoring or ("roc_auc" if n_classes == 2 else "balanced_accuracy")
-    smallest = int(np.bincount(labels).min()) if labels.min() >= 0 else 0
-    if groups is not None:
-        smallest = min(
-            smallest,
-            min(len(np.unique(np.asarray(groups)[labels == c])) for c in np.unique(labels)),
-        )
-    folds_n = min(n_splits, smallest)
     params: dict[str, Any] = {"class_weight": "balanced", "scoring": scoring}
-    if folds_n < 2 or len(c_grid) == 1:
-        c = float(c_grid[0]) if len(c_grid) == 1 else 1.0
-        logger.warning("Too little data to cross-validate C; using C=%s.", c)
+    if len(c_grid) == 1:
+        c = float(c_grid[0])
         head = build_head(c, seed).fit(features, labels)
         params.update({"C": c, "cv_folds": 0})
         return head, params
-    folds = make_folds(labels, groups, folds_n, seed)
+    try:
+        folds = folds_with_fallback(labels, groups, n_splits, seed)
+    except SplitError:
+        logger.warning("Too little data to cross-validate C; using C=1.0.")
+        head = build_head(1.0, seed).fit(features, labels)
+        params.update({"C": 1.0, "cv_folds": 0})
+        return head, params
+    folds_n = len(folds)
     search = GridSearchCV(
         build_head(seed=seed),
         {"classifier__C": list(c_grid)},

@@ -72,6 +72,41 @@ def make_folds(
     return [(np.sort(tr), np.sort(te)) for tr, te in folds]
 
 
+def feasible_folds(labels: np.ndarray, groups: np.ndarray | None, wanted: int) -> int:
+    """The most folds (at most ``wanted``) the data allows: members (or groups) per class.
+
+    Returns 0 when there are fewer than two classes.
+    """
+    labels = np.asarray(labels)
+    per_class = [
+        len(np.unique(np.asarray(groups)[labels == c]))
+        if groups is not None
+        else int((labels == c).sum())
+        for c in np.unique(labels)
+    ]
+    return min(wanted, min(per_class)) if len(per_class) > 1 else 0
+
+
+def folds_with_fallback(
+    labels: np.ndarray, groups: np.ndarray | None, wanted: int, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified (grouped) folds, fewer than ``wanted`` when the data cannot fill them.
+
+    Raises:
+        SplitError: if not even two folds keep every class.
+    """
+    k = feasible_folds(labels, groups, wanted)
+    while k >= 2:
+        try:
+            return make_folds(labels, groups, k, seed)
+        except SplitError:
+            k -= 1
+    raise SplitError(
+        "Too few cluster images per class for a cross-validation (need 2 per class in every "
+        "training fold); add data or use fewer folds."
+    )
+
+
 def train_test_split(
     labels: np.ndarray, groups: np.ndarray | None, test_size: float = 0.2, seed: int = 0
 ) -> Split:
