@@ -128,6 +128,15 @@ def analysis_json(model: CervixClassifier, r: CellAnalysis) -> dict[str, Any]:
         "novelty_score": r.novelty_score,
         "cell_types": r.cell_types,
         "logit": r.logit,
+        "heatmap": (
+            {
+                "contributions": r.contributions.tolist(),
+                "intercept": r.intercept,
+                "of": _logit_name(model),
+            }
+            if r.contributions is not None
+            else None
+        ),
         "model": {
             "backbone": cfg.backbone,
             "pretrained": cfg.pretrained,
@@ -196,16 +205,26 @@ class HeatmapFiles:
         return path
 
 
+def _analyze_upload(model: CervixClassifier, upload: Any) -> CellAnalysis:
+    """One upload through our loader and one backbone pass; our errors become ``gr.Error``."""
+    try:
+        image = load_image(_file_path(upload))
+    except ImageLoadError as exc:
+        raise gr.Error(str(exc), print_exception=False) from None
+    return model.analyze([image])[0]
+
+
+def predict_api(model: CervixClassifier, upload: Any) -> dict[str, Any]:
+    """``/predict`` body: the numbers only (the heat map as its exact contribution grid)."""
+    return analysis_json(model, _analyze_upload(model, upload))
+
+
 def predict_one(
     model: CervixClassifier, upload: Any, heatmaps: HeatmapFiles | None = None
 ) -> tuple[Any, ...]:
-    """Single-image endpoint body; our errors become a readable ``gr.Error``."""
-    path = _file_path(upload)
-    try:
-        image = load_image(path)
-    except ImageLoadError as exc:
-        raise gr.Error(str(exc), print_exception=False) from None
-    r = model.analyze([image])[0]
+    """The page's single-image event: label, decision text, heat-map picture, cell types and
+    the same dict as ``/predict``."""
+    r = _analyze_upload(model, upload)
     heat = r.heatmap()
     return (
         r.probabilities,
@@ -313,9 +332,13 @@ def build_app(
 
     heatmaps = HeatmapFiles()
 
-    def predict(image_file: Any) -> tuple[Any, ...]:
-        """Classify one single-cell image as Normal or Abnormal."""
+    def show(image_file: Any) -> tuple[Any, ...]:
+        """Classify one single-cell image and show everything on the page."""
         return predict_one(model, image_file, heatmaps)
+
+    def predict(image_file: Any) -> dict[str, Any]:
+        """Classify one single-cell image as Normal or Abnormal (numbers only)."""
+        return predict_api(model, image_file)
 
     def predict_batch(files: Any) -> tuple[list[list[Any]], str | None]:
         """Classify several images (or zips of images): one row per file, plus a CSV."""
@@ -353,16 +376,28 @@ def build_app(
                     )
                     details = gr.JSON(label="Details (as returned by the API)")
             run.click(
-                predict,
+                show,
                 inputs=upload,
                 outputs=[label, decision, heat, types, details],
+                api_visibility="private",  # programs call /predict: numbers, no picture
+                concurrency_limit=CONCURRENCY_LIMIT,
+                concurrency_id="backbone",
+            )
+            # the API: one dict, no files for the client to fetch afterwards
+            api_result = gr.JSON(visible=False)
+            gr.Button(visible=False).click(
+                predict,
+                inputs=upload,
+                outputs=api_result,
                 api_name="predict",
                 api_description=(
-                    f"Classify one single-cell image. {API_DISCLAIMER} Returns the label "
-                    "probabilities, a decision text, the heat map, cell-type probabilities and "
-                    "a JSON dict with p_abnormal, the decision, the unusual-image flag and score."
+                    f"Classify one single-cell image. {API_DISCLAIMER} Returns one dict: "
+                    "label, p_abnormal, probabilities, threshold, unusual, novelty_score, "
+                    "cell_types, logit, heatmap (the exact per-location contributions to the "
+                    "logit over the model's input crop, and the intercept), model, disclaimer."
                 ),
                 concurrency_limit=CONCURRENCY_LIMIT,
+                concurrency_id="backbone",
             )
         with gr.Tab("Batch"):
             files = gr.File(
@@ -384,6 +419,7 @@ def build_app(
                     "columns file, p_abnormal, decision, unusual, error, and a CSV file."
                 ),
                 concurrency_limit=CONCURRENCY_LIMIT,
+                concurrency_id="backbone",
             )
         gr.Markdown(
             "Programs: see the API page (link below) or README for `gradio_client` calls. "

@@ -35,9 +35,7 @@ def test_serves_a_model_pushed_to_the_hub_at_a_pinned_sha(hub, hub_repo_id, trai
     server = build_app(model, info)
     _, url, _ = server.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(None, None))
     try:
-        *_, details = Client(url, verbose=False).predict(
-            handle_file(examples[0]), api_name="/predict"
-        )
+        details = Client(url, verbose=False).predict(handle_file(examples[0]), api_name="/predict")
     finally:
         server.close()
     assert details["model"]["repo_id"] == hub_repo_id and details["model"]["revision"] == sha

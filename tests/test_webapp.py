@@ -23,19 +23,55 @@ def test_predict_returns_the_documented_structure(client, served):
     from gradio_client import handle_file
 
     _, model, examples = served
-    label, decision, heat, types, details = client.predict(
-        handle_file(examples[3]), api_name="/predict"
-    )
-    assert {c["label"] for c in label["confidences"]} == {"Normal", "Abnormal"}
-    assert label["label"] == details["label"] in ("Normal", "Abnormal")
-    assert "Decision" in decision
-    assert Image.open(heat).size == (160, 160)
-    assert {c["label"] for c in types["confidences"]} == set(model.config.cell_types)
+    details = client.predict(handle_file(examples[3]), api_name="/predict")
+    assert set(details) == {
+        "label",
+        "p_abnormal",
+        "probabilities",
+        "threshold",
+        "unusual",
+        "novelty_score",
+        "cell_types",
+        "logit",
+        "heatmap",
+        "model",
+        "disclaimer",
+    }
+    assert details["label"] in ("Normal", "Abnormal")
+    assert set(details["probabilities"]) == {"Normal", "Abnormal"}
+    assert set(details["cell_types"]) == set(model.config.cell_types)
     expected = model.predict_proba([examples[3]])[0, 1]
     assert details["p_abnormal"] == pytest.approx(expected, rel=1e-4)
+    assert details["probabilities"]["Abnormal"] == details["p_abnormal"]
     assert isinstance(details["unusual"], bool) and details["novelty_score"] > 0
     assert details["threshold"] == model.config.decision_threshold
     assert "not a diagnostic device" in details["disclaimer"]
+
+
+def test_predict_heatmap_is_the_exact_contribution_grid(client, served):
+    from gradio_client import handle_file
+
+    _, model, examples = served
+    heat = client.predict(handle_file(examples[0]), api_name="/predict")["heatmap"]
+    grid = np.array(heat["contributions"])
+    local = model.analyze([examples[0]])[0]
+    assert grid.shape == local.contributions.shape and grid.ndim == 2
+    np.testing.assert_allclose(grid, local.contributions, rtol=1e-4, atol=1e-6)
+    # the documented identity, from the JSON alone: mean + intercept == the head's logit
+    p = model.predict_proba([examples[0]])[0, 1]
+    assert grid.mean() + heat["intercept"] == pytest.approx(np.log(p / (1 - p)), abs=1e-3)
+    assert heat["of"] == "logit"
+
+
+def test_page_event_shows_label_decision_picture_and_types(served, tmp_path):
+    from cervix_hf.webapp import HeatmapFiles, predict_one
+
+    _, model, examples = served
+    label, decision, heat, types, details = predict_one(model, examples[3], HeatmapFiles())
+    assert label == details["probabilities"] and set(label) == {"Normal", "Abnormal"}
+    assert f"Decision: **{details['label']}**" in decision
+    assert Image.open(heat).size == (160, 160)
+    assert types == details["cell_types"] and set(types) == set(model.config.cell_types)
 
 
 def test_bad_file_gives_a_readable_error(client, tmp_path):
@@ -86,8 +122,18 @@ def test_unusual_images_are_flagged_through_the_api(client, tmp_path):
     noise = tmp_path / "noise.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(noise)
-    _, decision, _, _, details = client.predict(handle_file(str(noise)), api_name="/predict")
-    assert details["unusual"] is True and "Unusual image" in decision
+    details = client.predict(handle_file(str(noise)), api_name="/predict")
+    assert details["unusual"] is True and details["novelty_score"] > 1.0
+
+
+def test_page_shows_the_unusual_image_warning(served, tmp_path):
+    from cervix_hf.webapp import predict_one
+
+    _, model, _ = served
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (96, 96), (200, 200, 200)).save(flat)
+    _, decision, *_ = predict_one(model, str(flat))
+    assert "Unusual image" in decision
 
 
 def test_concurrent_callers(served):
@@ -99,8 +145,7 @@ def test_concurrent_callers(served):
         c = Client(url, verbose=False)
         out = []
         for j in range(25):
-            *_, details = c.predict(handle_file(examples[(i + j) % 5]), api_name="/predict")
-            out.append(details)
+            out.append(c.predict(handle_file(examples[(i + j) % 5]), api_name="/predict"))
         return out
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -117,3 +162,23 @@ def test_revision_must_be_a_full_sha():
     for bad in ("main", "abc123", "A" * 40):
         with pytest.raises(ModelLoadError, match="40-character"):
             check_revision(bad)
+
+
+def test_api_lists_exactly_the_two_documented_endpoints(client):
+    api = client.view_api(print_info=False, return_format="dict")
+    assert set(api["named_endpoints"]) == {"/predict", "/predict_batch"}
+    assert not api["unnamed_endpoints"]
+    assert "not a diagnostic device" in api["named_endpoints"]["/predict"]["description"]
+
+
+def test_readme_documents_every_key_predict_returns(client, served):
+    from pathlib import Path
+
+    from gradio_client import handle_file
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    api_block = readme.split("### API (`gradio_client`)")[1].split("```")[1]
+    result = client.predict(handle_file(served[2][1]), api_name="/predict")
+    keys = [*result, *result["heatmap"], *result["model"]]
+    missing = [k for k in keys if f'"{k}"' not in api_block]
+    assert not missing, f"README's API example does not show {missing}"
