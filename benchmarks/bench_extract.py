@@ -1,17 +1,20 @@
 """Feature-extraction throughput against the seed's recipe and the hardware, in one run.
 
-    .venv/bin/python benchmarks/bench_extract.py            # about 7 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/bench_extract.py            # about 10 minutes on 2 CPU cores
     .venv/bin/python benchmarks/bench_extract.py --quick    # about 2 minutes
 
 Alternating, rep after rep, on the same generated cell images (BMP files, decoded each time):
 
-  (a) the seed's recipe: torchvision resnet152, Resize((224, 224)), fp32 NCHW, DataLoader
-      batch 32, torch.no_grad;
+  (a) the seed's recipe, as the original Flask project's feature_extraction.py wrote it:
+      torchvision resnet152 without its fc (``Sequential(children[:-1])``), ImageFolder with
+      Resize((224, 224)), DataLoader batch 32 with 4 loader workers, fp32 NCHW,
+      torch.no_grad, features gathered with ``np.vstack``;
   (b) torch eager channels_last: our pipeline on ``engine="torch"`` (its batch, 16);
   (c) our extractor as shipped: ``dataset_feature_stats`` with the automatic plan (ONNX
       Runtime on a CPU: one batch of 8 per core side by side), writing its cache entry;
-  (d) an fp32 GEMM peak probe: the best of torch.mm and ONNX Runtime's MatMul, 2048^3, on
-      the same threads (MKL's sgemm is not the fastest on AMD CPUs).
+  (d) an fp32 GEMM peak probe, 2048^3: the best of torch.mm and ONNX Runtime's MatMul on
+      the same threads, and of one single-threaded ORT MatMul per thread side by side (how
+      (c) runs; MKL's sgemm is not the fastest on AMD CPUs).
 
 Prints images/s (median, min, max), achieved GFLOP/s from FLOPs counted with
 ``torch.utils.flop_counter`` and the ratios c/a, c/b, c/d. Then, each in a fresh process, peak
@@ -39,6 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 BACKBONE = "resnet152.tv2_in1k"
 SEED_BATCH = 32
+SEED_WORKERS = 4  # what the seed passes, whatever the machine (here: 2 CPUs)
+WARMUP = 4  # images in the warm-up runs
 
 
 def log(msg: str) -> None:
@@ -47,7 +52,8 @@ def log(msg: str) -> None:
 
 def make_cells(folder: Path, sizes: list[int]) -> None:
     """Generated cells (synthetic, not medical data): a saved dataset of exactly n rows for
-    each n, and the first max(n) images as BMP files (what the seed's DataLoader reads)."""
+    each n, the first max(n) images as BMP files, and for each n an ImageFolder tree
+    ``seed-<n>/cells/`` linking the first n of them (what the seed's DataLoader reads)."""
     import datasets
 
     from cervix_hf.sipakmed import build_dataset
@@ -64,11 +70,11 @@ def make_cells(folder: Path, sizes: list[int]) -> None:
     records = full.select(range(most)).cast_column("image", datasets.Image(decode=False))
     for i, rec in enumerate(records["image"]):
         (files / f"{i:05d}.bmp").write_bytes(rec["bytes"] or Path(rec["path"]).read_bytes())
-
-
-def cell_files(folder: Path, n: int) -> list[str]:
-    """The first n images as files, in dataset order."""
-    return [str(folder / "files" / f"{i:05d}.bmp") for i in range(n)]
+    for n in sorted(set(sizes)):
+        tree = folder / f"seed-{n}" / "cells"
+        tree.mkdir(parents=True)
+        for i in range(n):
+            (tree / f"{i:05d}.bmp").symlink_to(files / f"{i:05d}.bmp")
 
 
 def flops_per_image(model, forward) -> float:
@@ -107,55 +113,66 @@ def _ort_matmul(n: int, threads: int):
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def gemm_probe(threads: int, seconds: float = 1.0, n: int = 2048) -> tuple[float, float]:
-    """Best fp32 GEMM rates (GFLOP/s), torch.mm and ONNX Runtime's MatMul, n^3."""
+def gemm_probe(threads: int, seconds: float = 1.0, n: int = 2048) -> dict[str, float]:
+    """Best fp32 GEMM rates (GFLOP/s), n^3: torch.mm and ONNX Runtime's MatMul on ``threads``
+    threads, and ``threads`` single-threaded ORT MatMuls side by side (how (c) runs)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import numpy as np
     import torch
 
     a, b = torch.randn(n, n), torch.randn(n, n)
-    torch_best = _best_rate(lambda: torch.mm(a, b), 2 * n**3, seconds)
-    session = _ort_matmul(n, threads)
     feeds = {"a": a.numpy(), "b": np.ascontiguousarray(b.numpy())}
-    ort_best = _best_rate(lambda: session.run(None, feeds), 2 * n**3, seconds)
-    return torch_best, ort_best
+    rates = {"torch.mm": _best_rate(lambda: torch.mm(a, b), 2 * n**3, seconds)}
+    session = _ort_matmul(n, threads)
+    rates["ORT MatMul"] = _best_rate(lambda: session.run(None, feeds), 2 * n**3, seconds)
+    if threads > 1:
+        singles = [_ort_matmul(n, 1) for _ in range(threads)]
+        with ThreadPoolExecutor(threads) as pool:
+
+            def side_by_side() -> None:
+                list(pool.map(lambda s: s.run(None, feeds), singles))
+
+            rates[f"{threads} x 1-thread ORT"] = _best_rate(
+                side_by_side, threads * 2 * n**3, seconds
+            )
+    return rates
 
 
 class SeedRecipe:
-    """The seed's extractor: torchvision resnet152, fixed-size resize, batch 32, fp32 NCHW."""
+    """The seed's extractor, as its ``feature_extraction.py`` does it (device: the CPU)."""
 
     def __init__(self) -> None:
         import torch
         import torchvision
         from torchvision import transforms
 
-        self.model = torchvision.models.resnet152(weights=None)
-        self.model.fc = torch.nn.Identity()
-        self.model.eval()
+        model = torchvision.models.resnet152(weights=None)
+        self.model = torch.nn.Sequential(*(list(model.children())[:-1])).eval()
         self.transform = transforms.Compose(
             [
                 transforms.Resize((224, 224)),
                 transforms.ToTensor(),
-                transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+                transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
             ]
         )
 
-    def run(self, paths: list[str]) -> None:
+    def run(self, folder: Path, workers: int = SEED_WORKERS):
+        """Features of every image under the ImageFolder tree ``folder``, in file order."""
+        import numpy as np
         import torch
-        from PIL import Image
+        from torchvision import datasets
 
-        transform = self.transform
-
-        class Files(torch.utils.data.Dataset):
-            def __len__(self) -> int:
-                return len(paths)
-
-            def __getitem__(self, i: int):
-                return transform(Image.open(paths[i]).convert("RGB"))
-
-        loader = torch.utils.data.DataLoader(Files(), batch_size=SEED_BATCH)
+        images = datasets.ImageFolder(str(folder), transform=self.transform)
+        loader = torch.utils.data.DataLoader(
+            images, batch_size=SEED_BATCH, shuffle=False, num_workers=workers
+        )
+        feats = []
         with torch.no_grad():
-            for batch in loader:
-                self.model(batch)
+            for imgs, _ in loader:
+                out = self.model(imgs)
+                feats.append(out.view(out.size(0), -1).cpu().numpy())
+        return np.vstack(feats)
 
 
 def fresh_extract(backbone, dataset, batch_size: int | None = None) -> None:
@@ -179,7 +196,6 @@ def throughput(args: argparse.Namespace, work: Path) -> dict:
 
     n = args.images
     ds = datasets.load_from_disk(str(work / f"cells-{n}"))
-    paths = cell_files(work, n)
     ours = create_backbone(BACKBONE, pretrained=False, device="cpu")
     eager = dataclasses.replace(
         ours, engine="torch", runner=None, plan=plan_execution("cpu", "torch")
@@ -192,7 +208,10 @@ def throughput(args: argparse.Namespace, work: Path) -> dict:
         f"{seed_gflop:.2f} G (seed model); torch threads {torch.get_num_threads()}"
     )
     variants = {
-        "a": ("seed recipe (torchvision, fp32 NCHW, batch 32)", lambda: seed.run(paths)),
+        "a": (
+            f"seed recipe (fp32 NCHW, batch {SEED_BATCH}, {SEED_WORKERS} loader workers)",
+            lambda: seed.run(work / f"seed-{n}"),
+        ),
         "b": (
             f"torch eager channels_last (batch {eager.batch_size})",
             lambda: fresh_extract(eager, ds),
@@ -203,8 +222,8 @@ def throughput(args: argparse.Namespace, work: Path) -> dict:
         ),
     }
     # warm-up: first runs allocate (ORT arena, torch caches)
-    small = ds.select(range(min(4, n)))
-    seed.run(paths[:2])
+    small = ds.select(range(min(WARMUP, n)))
+    seed.run(work / f"seed-{WARMUP}")
     fresh_extract(eager, small)
     fresh_extract(ours, small)
     rates: dict[str, list[float]] = {k: [] for k in [*variants, "d"]}
@@ -214,12 +233,10 @@ def throughput(args: argparse.Namespace, work: Path) -> dict:
             fn()
             rates[key].append(n / (time.perf_counter() - t))
             log(f"  rep {rep + 1}/{args.reps} ({key}) {label}: {rates[key][-1]:.2f} img/s")
-        torch_gemm, ort_gemm = gemm_probe(ours.plan.threads)
-        rates["d"].append(max(torch_gemm, ort_gemm))
-        log(
-            f"  rep {rep + 1}/{args.reps} (d) fp32 GEMM probe: torch.mm {torch_gemm:.0f}, "
-            f"ORT MatMul {ort_gemm:.0f} GFLOP/s"
-        )
+        gemm = gemm_probe(ours.plan.threads)
+        rates["d"].append(max(gemm.values()))
+        probes = ", ".join(f"{k} {v:.0f}" for k, v in gemm.items())
+        log(f"  rep {rep + 1}/{args.reps} (d) fp32 GEMM probe: {probes} GFLOP/s")
     labels = {k: v[0] for k, v in variants.items()} | {"d": "fp32 GEMM peak probe"}
     return {"rates": rates, "labels": labels, "gflop": gflop, "seed_gflop": seed_gflop}
 
@@ -365,12 +382,16 @@ def summarise(tp: dict) -> dict:
         f"ratios: c/a = {ratios['c/a']:.2f} (goal >= 2.0), c/b = {ratios['c/b']:.2f} "
         f"(goal >= 1.3), c/d = {ratios['c/d']:.2f} (share of the GEMM peak)"
     )
+    # each rep's variants ran back to back: their ratios share that moment's host noise
+    for ref in "ab":
+        paired = [c / r for c, r in zip(rates["c"], rates[ref], strict=True)]
+        log(f"  c/{ref} rep by rep: " + ", ".join(f"{x:.2f}" for x in paired))
     return {"median": med, "ratios": ratios}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", type=int, default=32, help="images per timed run (default 32)")
+    p.add_argument("--images", type=int, default=64, help="images per timed run (default 64)")
     p.add_argument("--reps", type=int, default=3, help="alternating repetitions (default 3)")
     p.add_argument("--sizes", type=int, nargs="*", default=[64, 256, 1024])
     p.add_argument("--quick", action="store_true", help="--images 16 --reps 2 --sizes 32 128")
@@ -416,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"[{min(rates):.0f}, {max(rates):.0f}] over {args.gpu} images (goal >= 2500)"
             )
             return 0
-        make_cells(work, [args.images, *args.sizes])
+        make_cells(work, [WARMUP, args.images, *args.sizes])
         log(f"\n== throughput: {args.images} images x {args.reps} reps, alternating ==")
         tp = throughput(args, work)
         summary = summarise(tp)
