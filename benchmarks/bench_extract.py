@@ -1,6 +1,6 @@
 """Feature-extraction throughput against the seed's recipe and the hardware, in one run.
 
-    .venv/bin/python benchmarks/bench_extract.py            # about 12 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/bench_extract.py            # about 10 minutes on 2 CPU cores
     .venv/bin/python benchmarks/bench_extract.py --quick    # about 2 minutes
 
 Alternating, rep after rep, on the same generated cell images (BMP files, decoded each time):
