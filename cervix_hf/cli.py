@@ -1,4 +1,5 @@
-"""Shared plumbing of the command-line scripts: logging and error reporting."""
+"""Shared plumbing of the command-line scripts: logging, error reporting and the flags that
+several scripts take."""
 
 from __future__ import annotations
 
@@ -78,3 +79,70 @@ def add_evaluation_args(group: argparse._ArgumentGroup) -> None:
         default="grouped",
         help="seed: also run the original project's leaky protocol for comparison",
     )
+
+
+def add_data_args(group: argparse._ArgumentGroup, *, grouping_help: str | None = None) -> None:
+    """``--dataset``, ``--revision``, ``--split``; ``--grouping`` when ``grouping_help`` is given
+    (scripts that evaluate a model use the model's grouping instead)."""
+    from .labels import GROUPINGS
+
+    group.add_argument(
+        "--dataset", required=True, help="Hub dataset id, saved dataset dir or image folder"
+    )
+    group.add_argument("--revision", help="Hub dataset revision (a commit sha pins it)")
+    group.add_argument("--split", help="dataset split to read (default: train)")
+    if grouping_help is not None:
+        group.add_argument(
+            "--grouping", choices=sorted(GROUPINGS), default="clinical", help=grouping_help
+        )
+
+
+def add_backbone_args(group: argparse._ArgumentGroup) -> None:
+    """The flags that choose a backbone: name, weights revision or file, random init."""
+    from .features import DEFAULT_BACKBONE
+
+    group.add_argument(
+        "--backbone",
+        default=DEFAULT_BACKBONE,
+        help=f"timm model name (default: {DEFAULT_BACKBONE})",
+    )
+    group.add_argument("--backbone-revision", help="Hub revision of the backbone weights")
+    group.add_argument(
+        "--backbone-weights", help="local weights file instead of downloading (offline)"
+    )
+    group.add_argument(
+        "--no-pretrained",
+        dest="pretrained",
+        action="store_false",
+        help="random-init backbone (offline runs; the model card says so)",
+    )
+    group.add_argument("--init-seed", type=int, default=0, help="seed of a random-init backbone")
+
+
+def add_runtime_args(group: argparse._ArgumentGroup) -> None:
+    """Where and how the backbone runs, and where its features are cached."""
+    from .engines import ENGINES
+
+    group.add_argument(
+        "--batch-size", type=int, help="images per forward pass (default: CPU 8-16, CUDA 256)"
+    )
+    group.add_argument(
+        "--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)"
+    )
+    group.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="backbone engine: auto = ONNX Runtime on CPU, torch on CUDA (default: auto)",
+    )
+    group.add_argument(
+        "--cache-dir", help="feature cache root (default: $CERVIX_HF_CACHE or ~/.cache/cervix_hf)"
+    )
+
+
+def add_output_args(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress`` and ``-v/--verbose``."""
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="hide progress bars"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")

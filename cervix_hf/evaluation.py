@@ -925,6 +925,7 @@ def evaluate_directory(
     cache_dir: str | None = None,
     batch_size: int | None = None,
     device: str | None = None,
+    engine: str = "auto",
     progress: bool = True,
     push_to_hub: str | None = None,
     private: bool = False,
@@ -940,13 +941,13 @@ def evaluate_directory(
         EvaluationError: the data is labelled differently from the model's training data.
     """
     from .data import load_cells
-    from .features import DEFAULT_BATCH_SIZE, dataset_features
+    from .features import dataset_features
     from .modeling import CervixClassifier
 
     opts = opts or EvalOptions()
     opts.check()
     model_dir = Path(model_dir)
-    model = CervixClassifier.from_pretrained(model_dir, device=device)
+    model = CervixClassifier.from_pretrained(model_dir, device=device, engine=engine)
     cfg = model.config
     data = load_cells(dataset, revision=revision, split=split, grouping=cfg.grouping)
     if data.grouping != cfg.grouping:
@@ -965,7 +966,7 @@ def evaluate_directory(
         model.backbone,
         ds,
         cache_dir=cache_dir,
-        batch_size=batch_size or DEFAULT_BATCH_SIZE,
+        batch_size=batch_size,
         progress=progress,
         fingerprint=data.fingerprint,
     )

@@ -26,8 +26,14 @@ sys.path.insert(
     0, str(Path(__file__).resolve().parents[1])
 )  # run from a checkout without installing
 
-from cervix_hf.cli import add_evaluation_args, run, setup_logging
-from cervix_hf.features import DEFAULT_BATCH_SIZE
+from cervix_hf.cli import (
+    add_data_args,
+    add_evaluation_args,
+    add_output_args,
+    add_runtime_args,
+    run,
+    setup_logging,
+)
 
 logger = logging.getLogger("cervix_hf.evaluate")
 
@@ -37,11 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(
-        "--dataset", required=True, help="the model's training data: Hub id, saved dir or folder"
-    )
-    p.add_argument("--revision", help="Hub dataset revision (a commit sha pins it)")
-    p.add_argument("--split", help="dataset split to read (default: train)")
+    add_data_args(p)
     p.add_argument("--model", required=True, type=Path, help="model directory to evaluate")
     e = p.add_argument_group("evaluation")
     e.add_argument("--folds", type=int, default=5, help="CV folds (default: 5)")
@@ -54,19 +56,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="nested: choose C inside each training fold (default); fixed: the model's C",
     )
     e.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples")
-    b = p.add_argument_group("backbone")
-    b.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    b.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    b.add_argument(
-        "--cache-dir", help="feature cache root (default: $CERVIX_HF_CACHE or ~/.cache/cervix_hf)"
-    )
+    add_runtime_args(p.add_argument_group("backbone (the model's own; where it runs)"))
     o = p.add_argument_group("output")
     o.add_argument("--push-to-hub", metavar="REPO", help="push the updated directory to REPO")
     o.add_argument("--private", action="store_true", help="create the Hub repo as private")
-    p.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="hide progress bars"
-    )
-    p.add_argument("-v", "--verbose", action="store_true")
+    add_output_args(p)
     return p.parse_args(argv)
 
 
@@ -101,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             cache_dir=args.cache_dir,
             batch_size=args.batch_size,
             device=args.device,
+            engine=args.engine,
             progress=args.progress,
             push_to_hub=args.push_to_hub,
             private=args.private,

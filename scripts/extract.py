@@ -23,10 +23,14 @@ sys.path.insert(
     0, str(Path(__file__).resolve().parents[1])
 )  # run from a checkout without installing
 
-from cervix_hf.cli import run, setup_logging
-from cervix_hf.engines import ENGINES
-from cervix_hf.features import DEFAULT_BACKBONE
-from cervix_hf.labels import GROUPINGS
+from cervix_hf.cli import (
+    add_backbone_args,
+    add_data_args,
+    add_output_args,
+    add_runtime_args,
+    run,
+    setup_logging,
+)
 
 logger = logging.getLogger("cervix_hf.extract")
 BARRIER_TIMEOUT = timedelta(hours=12)  # a rank may wait this long for the slowest shard
@@ -37,44 +41,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(
-        "--dataset", required=True, help="Hub dataset id, saved dataset dir or image folder"
-    )
-    p.add_argument("--revision", help="Hub dataset revision (a commit sha pins it)")
-    p.add_argument("--split", help="dataset split to read (default: train)")
-    p.add_argument(
-        "--grouping",
-        choices=sorted(GROUPINGS),
-        default="clinical",
-        help="as for scripts/train.py (does not change the features)",
-    )
-    p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="timm model name")
-    p.add_argument("--backbone-revision", help="Hub revision of the backbone weights")
-    p.add_argument("--backbone-weights", help="local weights file instead of downloading")
-    p.add_argument(
-        "--no-pretrained", dest="pretrained", action="store_false", help="random-init backbone"
-    )
-    p.add_argument("--init-seed", type=int, default=0, help="seed of a random-init backbone")
-    p.add_argument(
-        "--batch-size", type=int, help="images per forward pass (default: CPU 8-16, CUDA 256)"
-    )
-    p.add_argument(
-        "--device",
-        help="cpu or cuda (default: cuda if available; each process takes its own GPU)",
-    )
-    p.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default="auto",
-        help="auto: ONNX Runtime on CPU, torch on CUDA (default: auto)",
-    )
-    p.add_argument(
-        "--cache-dir", help="feature cache root (default: $CERVIX_HF_CACHE or ~/.cache/cervix_hf)"
-    )
-    p.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="hide progress bars"
-    )
-    p.add_argument("-v", "--verbose", action="store_true")
+    add_data_args(p, grouping_help="as for scripts/train.py (does not change the features)")
+    add_backbone_args(p)
+    add_runtime_args(p)
+    add_output_args(p)
     return p.parse_args(argv)
 
 

@@ -21,10 +21,15 @@ sys.path.insert(
     0, str(Path(__file__).resolve().parents[1])
 )  # run from a checkout without installing
 
-from cervix_hf.cli import add_evaluation_args, run, setup_logging
-from cervix_hf.engines import ENGINES
-from cervix_hf.features import DEFAULT_BACKBONE
-from cervix_hf.labels import GROUPINGS
+from cervix_hf.cli import (
+    add_backbone_args,
+    add_data_args,
+    add_evaluation_args,
+    add_output_args,
+    add_runtime_args,
+    run,
+    setup_logging,
+)
 
 logger = logging.getLogger("cervix_hf.train")
 
@@ -35,47 +40,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     d = p.add_argument_group("data")
-    d.add_argument(
-        "--dataset", required=True, help="Hub dataset id, saved dataset dir or image folder"
-    )
-    d.add_argument("--revision", help="Hub dataset revision (a commit sha pins it)")
-    d.add_argument("--split", help="dataset split to read (default: train)")
-    d.add_argument(
-        "--grouping",
-        choices=sorted(GROUPINGS),
-        default="clinical",
-        help="cell types -> Normal/Abnormal (default: clinical; seed = Metaplastic abnormal)",
+    add_data_args(
+        d,
+        grouping_help="cell types -> Normal/Abnormal (default: clinical; seed = Metaplastic "
+        "abnormal)",
     )
     d.add_argument("--seed", type=int, default=0, help="split and CV seed (default: 0)")
     d.add_argument("--test-size", type=float, default=0.2, help="held-out share (default: 0.2)")
     b = p.add_argument_group("backbone")
-    b.add_argument(
-        "--backbone",
-        default=DEFAULT_BACKBONE,
-        help=f"timm model name (default: {DEFAULT_BACKBONE})",
-    )
-    b.add_argument("--backbone-revision", help="Hub revision of the backbone weights")
-    b.add_argument("--backbone-weights", help="local weights file instead of downloading (offline)")
-    b.add_argument(
-        "--no-pretrained",
-        dest="pretrained",
-        action="store_false",
-        help="random-init backbone (offline runs; the model card says so)",
-    )
-    b.add_argument("--init-seed", type=int, default=0, help="seed of a random-init backbone")
-    b.add_argument(
-        "--batch-size", type=int, help="images per forward pass (default: CPU 8-16, CUDA 256)"
-    )
-    b.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    b.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default="auto",
-        help="backbone engine: auto = ONNX Runtime on CPU, torch on CUDA (default: auto)",
-    )
-    b.add_argument(
-        "--cache-dir", help="feature cache root (default: $CERVIX_HF_CACHE or ~/.cache/cervix_hf)"
-    )
+    add_backbone_args(b)
+    add_runtime_args(b)
     o = p.add_argument_group("output")
     o.add_argument("--out", required=True, type=Path, help="model directory to write")
     o.add_argument("--cell-types", action="store_true", help="also train a five-cell-type head")
@@ -91,10 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "and plots in the card (default: off)",
     )
     add_evaluation_args(e)
-    p.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="hide progress bars"
-    )
-    p.add_argument("-v", "--verbose", action="store_true")
+    add_output_args(p)
     args = p.parse_args(argv)
     if not args.cv and (args.calibrate or args.protocol != "grouped"):
         p.error("--calibrate and --protocol need --cv K")

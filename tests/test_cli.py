@@ -1,0 +1,76 @@
+"""Shared script plumbing: error mapping, argument types, and flags every script reads alike."""
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import pytest
+
+from cervix_hf.cli import fraction, run
+from cervix_hf.errors import DatasetLayoutError
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_turns_our_errors_into_exit_code_2(caplog):
+    def fails():
+        raise DatasetLayoutError("no im_<Type> folders in /x")
+
+    with caplog.at_level(logging.ERROR, logger="cervix_hf"):
+        assert run(fails) == 2
+    assert "no im_<Type> folders" in caplog.text
+    assert run(lambda: 0) == 0
+
+
+def test_run_lets_bugs_through():
+    def bug():
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        run(bug)
+
+
+def test_fraction_accepts_only_0_to_1():
+    assert fraction("0.99") == 0.99 and fraction("1") == 1.0
+    for bad in ("0", "1.5", "-0.1"):
+        with pytest.raises(Exception, match="must be in"):
+            fraction(bad)
+
+
+RUNTIME = ["--batch-size", "4", "--device", "cpu", "--engine", "torch", "--cache-dir", "/c"]
+
+
+@pytest.mark.parametrize(
+    ("name", "required"),
+    [
+        ("train", ["--dataset", "d", "--out", "o"]),
+        ("extract", ["--dataset", "d"]),
+        ("evaluate", ["--dataset", "d", "--model", "m"]),
+    ],
+)
+def test_scripts_read_the_shared_flags_alike(name, required):
+    args = _script(name).parse_args([*required, *RUNTIME, "--no-progress", "-v"])
+    assert (args.batch_size, args.device, args.engine, args.cache_dir) == (4, "cpu", "torch", "/c")
+    assert args.progress is False and args.verbose is True
+    assert args.dataset == "d" and args.revision is None and args.split is None
+    defaults = _script(name).parse_args(required)
+    assert defaults.batch_size is None and defaults.engine == "auto" and defaults.progress
+
+
+@pytest.mark.parametrize("name", ["train", "extract"])
+def test_backbone_flags(name):
+    required = ["--dataset", "d"] + (["--out", "o"] if name == "train" else [])
+    args = _script(name).parse_args(
+        [*required, "--backbone", "test_resnet", "--no-pretrained", "--init-seed", "3"]
+    )
+    assert (args.backbone, args.pretrained, args.init_seed) == ("test_resnet", False, 3)
+    assert args.grouping == "clinical"
+    defaults = _script(name).parse_args(required)
+    assert defaults.backbone == "resnet152.tv2_in1k" and defaults.pretrained is True
