@@ -3,7 +3,8 @@
 The model comes from ``--model`` or ``CERVIX_MODEL`` (a Hub repo id or a local directory),
 pinned with ``CERVIX_MODEL_REVISION`` (a full commit sha). With nothing configured the app
 serves an offline demo model (random-init backbone, synthetic cells), labelled as such.
-Binds 127.0.0.1 unless ``--host`` or ``GRADIO_SERVER_NAME`` says otherwise.
+Binds 127.0.0.1 unless ``--host`` or ``GRADIO_SERVER_NAME`` says otherwise. The model runs in
+a process of its own, started first (see ``cervix_hf/serving.py``).
 """
 
 from __future__ import annotations
@@ -44,16 +45,26 @@ def main(argv: list[str] | None = None) -> int:
     """Load the model, build the app and serve it until interrupted."""
     args = parse_args(argv)
     setup_logging()
-    from cervix_hf.webapp import build_app, launch_kwargs, load_served_model, write_examples
+    from cervix_hf.serving import start_model_process
 
     try:
-        model, info = load_served_model(args.model, args.revision)
+        # first: the model process imports torch & co. while this one imports Gradio
+        pending = start_model_process(args.model, args.revision)
     except CervixError as exc:
         logger.error("Cannot start: %s", exc)
         return 2
-    with tempfile.TemporaryDirectory(prefix="cervix-examples-") as examples_dir:
-        app = build_app(model, info, examples=write_examples(examples_dir))
-        app.launch(**launch_kwargs(args.host, args.port))
+    try:
+        from cervix_hf.webapp import build_app, launch_kwargs, write_examples
+
+        model, info = pending.wait()
+        with tempfile.TemporaryDirectory(prefix="cervix-examples-") as examples_dir:
+            app = build_app(model, info, examples=write_examples(examples_dir))
+            app.launch(**launch_kwargs(args.host, args.port))
+    except CervixError as exc:
+        logger.error("Cannot start: %s", exc)
+        return 2
+    finally:
+        pending.close()
     return 0
 
 

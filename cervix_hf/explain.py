@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -53,24 +52,3 @@ def linear_form(head: Any) -> tuple[np.ndarray, float] | None:
 def contribution_maps(feature_maps: np.ndarray, a: np.ndarray) -> np.ndarray:
     """Per-location logit contributions (N, h, w) from feature maps (N, C, h, w)."""
     return np.einsum("nchw,c->nhw", feature_maps.astype(np.float64), a)
-
-
-def overlay(image: Image.Image, contrib: np.ndarray, alpha: float = 0.45) -> Image.Image:
-    """Blend a contribution map over the image: red pushes to Abnormal, blue to Normal.
-
-    The map is centred on zero (the map's mean is part of the logit, so colours show where
-    evidence sits, relative to no contribution) and scaled by its largest magnitude.
-    """
-    peak = float(np.abs(contrib).max()) or 1.0
-    v = np.asarray(
-        Image.fromarray((contrib / peak).astype(np.float32), mode="F").resize(
-            image.size, Image.Resampling.BILINEAR
-        )
-    )
-    v = np.clip(v, -1.0, 1.0)
-    base = np.asarray(image.convert("RGB"), dtype=np.float32)
-    colour = np.zeros_like(base)
-    colour[..., 0] = np.where(v > 0, 255.0, 0.0)
-    colour[..., 2] = np.where(v < 0, 255.0, 0.0)
-    weight = (alpha * np.abs(v))[..., None]
-    return Image.fromarray(np.clip(base * (1 - weight) + colour * weight, 0, 255).astype(np.uint8))

@@ -10,62 +10,22 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from . import hub
+from .analysis import CellAnalysis
 from .config import CONFIG_NAME, METRICS_NAME, CervixConfig
 from .errors import ConfigMismatchError
-from .explain import contribution_maps, linear_form, overlay
+from .explain import contribution_maps, linear_form
 from .features import DEFAULT_BATCH_SIZE, Backbone, _json_ready, create_backbone, spatial_std
 from .head import check_head, load_head, save_head
 from .images import ImageInput
 from .novelty import is_blank, novelty_scores
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class CellAnalysis:
-    """What the model says about one image (see :meth:`CervixClassifier.analyze`).
-
-    ``contributions`` (h, w) are the exact per-location contributions to the logit of the
-    positive class: ``contributions.mean() + intercept == logit``. ``view`` is the crop the
-    backbone saw (after resizing and centre-cropping). ``novelty_score`` is the distance to
-    the nearest training cell relative to the model's threshold (above 1: unusual);
-    ``unusual`` also holds for blank images.
-    """
-
-    probabilities: dict[str, float]
-    p_positive: float
-    decision: str
-    threshold: float
-    cell_types: dict[str, float] | None
-    novelty_score: float | None
-    unusual: bool | None
-    contributions: np.ndarray | None
-    intercept: float | None
-    view: Image.Image
-
-    @property
-    def logit(self) -> float | None:
-        """The head's logit rebuilt from the heat map (None without a linear head).
-
-        For a calibrated head: the mean pre-calibration logit of its fold heads.
-        """
-        if self.contributions is None or self.intercept is None:
-            return None
-        return float(self.contributions.mean() + self.intercept)
-
-    def heatmap(self, alpha: float = 0.45) -> Image.Image | None:
-        """The contributions over the crop: red pushed towards the positive class, blue away."""
-        if self.contributions is None:
-            return None
-        return overlay(self.view, self.contributions, alpha)
 
 
 def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
@@ -108,6 +68,19 @@ class CervixClassifier:
     def classes_(self) -> tuple[str, ...]:
         """Class names in the column order of :meth:`predict_proba`."""
         return self.config.labels
+
+    @property
+    def has_cell_types(self) -> bool:
+        """Whether the model has the five-cell-type head."""
+        return self.cell_type_head is not None
+
+    @property
+    def logit_name(self) -> str:
+        """What the heat map decomposes: the head's logit, or for a calibrated head the mean
+        pre-calibration logit of its fold heads."""
+        if hasattr(self.head, "calibrated_classifiers_"):
+            return "mean pre-calibration logit of the calibrated head's folds"
+        return "logit"
 
     def features(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
         """Pooled backbone features (N, D)."""

@@ -11,19 +11,24 @@ import csv
 import io
 import logging
 import os
-import re
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 from PIL import Image
 
+from .analysis import CellAnalysis
 from .errors import ImageLoadError, ModelLoadError
 from .images import MAX_FILE_BYTES, load_image
-from .modeling import CellAnalysis, CervixClassifier
+from .serving import ModelInfo
+
+if TYPE_CHECKING:
+    from .modeling import CervixClassifier
+    from .serving import RemoteModel
+
+    Model = CervixClassifier | RemoteModel
 
 logger = logging.getLogger(__name__)
 
@@ -38,70 +43,7 @@ MAX_BATCH_FILES = 200
 MAX_ZIP_BYTES = 200 * 1024 * 1024
 QUEUE_MAX_SIZE = 32
 CONCURRENCY_LIMIT = 1  # the backbone already uses every core for one batch
-SHA_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 BATCH_HEADERS = ["file", "p_abnormal", "decision", "unusual", "error"]
-
-
-@dataclass
-class ModelInfo:
-    """What the page says about the model it serves."""
-
-    source: str
-    revision: str | None = None
-    demo: bool = False
-    notes: list[str] = field(default_factory=list)
-
-
-def check_revision(revision: str | None) -> str | None:
-    """Validate ``CERVIX_MODEL_REVISION``: a full 40-hex commit sha, or nothing.
-
-    Raises:
-        ModelLoadError: for a branch name, a tag or a short sha (they can move or collide).
-    """
-    if revision is None or revision == "":
-        return None
-    if not SHA_PATTERN.match(revision):
-        raise ModelLoadError(
-            f"CERVIX_MODEL_REVISION={revision!r} is not a full 40-character commit sha. Pin the "
-            "exact model: use the sha printed by `scripts/train.py --push-to-hub` or shown in "
-            "the repo's history."
-        )
-    return revision
-
-
-def load_served_model(
-    model: str | None, revision: str | None, cache_dir: str | None = None
-) -> tuple[CervixClassifier, ModelInfo]:
-    """The model to serve: a Hub repo or local directory, else the offline demo model.
-
-    Raises:
-        ModelLoadError / HubError: with what to set, when a configured model cannot be loaded.
-    """
-    revision = check_revision(revision)
-    if not model:
-        from .demo import load_demo_model
-
-        clf = load_demo_model(cache_dir)
-        return clf, ModelInfo(
-            source="offline demo model",
-            demo=True,
-            notes=[
-                "DEMO MODEL: a randomly initialised ResNet152 trained on synthetic generated "
-                "cells. Its outputs say nothing about real cells. Set CERVIX_MODEL to a "
-                "trained model (Hub repo id or directory) to serve a real one."
-            ],
-        )
-    if Path(model).is_dir() and revision:
-        raise ModelLoadError(
-            f"CERVIX_MODEL_REVISION applies to Hub repos; {model} is a local directory."
-        )
-    clf = CervixClassifier.from_pretrained(model, revision=revision)
-    info = ModelInfo(source=model, revision=clf.source.get("revision"))
-    if not clf.config.pretrained:
-        info.notes.append("This model's backbone is randomly initialised: a pipeline test only.")
-    if clf.config.synthetic_data:
-        info.notes.append("This model was trained on synthetic cells, not medical data.")
-    return clf, info
 
 
 # -- prediction ------------------------------------------------------------------------------
@@ -116,7 +58,7 @@ def _file_path(item: Any) -> str | None:
     return getattr(item, "name", None) or getattr(item, "path", None)
 
 
-def analysis_json(model: CervixClassifier, r: CellAnalysis) -> dict[str, Any]:
+def analysis_json(model: Model, r: CellAnalysis) -> dict[str, Any]:
     """The structure ``/predict`` returns as its last output (documented in README)."""
     cfg = model.config
     return {
@@ -132,7 +74,7 @@ def analysis_json(model: CervixClassifier, r: CellAnalysis) -> dict[str, Any]:
             {
                 "contributions": r.contributions.tolist(),
                 "intercept": r.intercept,
-                "of": _logit_name(model),
+                "of": model.logit_name,
             }
             if r.contributions is not None
             else None
@@ -150,13 +92,7 @@ def analysis_json(model: CervixClassifier, r: CellAnalysis) -> dict[str, Any]:
     }
 
 
-def _logit_name(model: CervixClassifier) -> str:
-    if hasattr(model.head, "calibrated_classifiers_"):
-        return "mean pre-calibration logit of the calibrated head's folds"
-    return "logit"
-
-
-def _decision_markdown(model: CervixClassifier, r: CellAnalysis) -> str:
+def _decision_markdown(model: Model, r: CellAnalysis) -> str:
     lines = [
         f"### Decision: **{r.decision}**",
         f"P({model.config.positive_label}) = {r.p_positive:.3f}; the model's operating point "
@@ -166,7 +102,7 @@ def _decision_markdown(model: CervixClassifier, r: CellAnalysis) -> str:
         lines.append(
             f"\nHeat map: each location's contribution to the logit ranges from "
             f"{r.contributions.min():+.2f} to {r.contributions.max():+.2f}; their mean plus the "
-            f"intercept ({r.intercept:+.2f}) is the {_logit_name(model)} {r.logit:+.2f} "
+            f"intercept ({r.intercept:+.2f}) is the {model.logit_name} {r.logit:+.2f} "
             f"exactly. Red: towards "
             f"{model.config.positive_label}; blue: away from it."
         )
@@ -205,23 +141,29 @@ class HeatmapFiles:
         return path
 
 
-def _analyze_upload(model: CervixClassifier, upload: Any) -> CellAnalysis:
+def _analyze(model: Model, images: list[Image.Image]) -> list[CellAnalysis]:
+    """``model.analyze``; a model that cannot answer (its process stopped) says so."""
+    try:
+        return model.analyze(images)
+    except ModelLoadError as exc:
+        raise gr.Error(str(exc), print_exception=False) from None
+
+
+def _analyze_upload(model: Model, upload: Any) -> CellAnalysis:
     """One upload through our loader and one backbone pass; our errors become ``gr.Error``."""
     try:
         image = load_image(_file_path(upload))
     except ImageLoadError as exc:
         raise gr.Error(str(exc), print_exception=False) from None
-    return model.analyze([image])[0]
+    return _analyze(model, [image])[0]
 
 
-def predict_api(model: CervixClassifier, upload: Any) -> dict[str, Any]:
+def predict_api(model: Model, upload: Any) -> dict[str, Any]:
     """``/predict`` body: the numbers only (the heat map as its exact contribution grid)."""
     return analysis_json(model, _analyze_upload(model, upload))
 
 
-def predict_one(
-    model: CervixClassifier, upload: Any, heatmaps: HeatmapFiles | None = None
-) -> tuple[Any, ...]:
+def predict_one(model: Model, upload: Any, heatmaps: HeatmapFiles | None = None) -> tuple[Any, ...]:
     """The page's single-image event: label, decision text, heat-map picture, cell types and
     the same dict as ``/predict``."""
     r = _analyze_upload(model, upload)
@@ -270,7 +212,7 @@ def _expand_uploads(paths: list[str]) -> list[tuple[str, bytes | str | None, str
     return out
 
 
-def predict_many(model: CervixClassifier, uploads: Any) -> tuple[list[list[Any]], str | None]:
+def predict_many(model: Model, uploads: Any) -> tuple[list[list[Any]], str | None]:
     """Batch endpoint body: one row per file (a failing file gets its reason, not a crash)."""
     paths = [p for p in (_file_path(u) for u in (uploads or [])) if p]
     if not paths:
@@ -292,7 +234,7 @@ def predict_many(model: CervixClassifier, uploads: Any) -> tuple[list[list[Any]]
             ok.append(i)
         except ImageLoadError as exc:
             rows[i][4] = str(exc)
-    for i, r in zip(ok, model.analyze(images) if images else [], strict=True):
+    for i, r in zip(ok, _analyze(model, images) if images else [], strict=True):
         rows[i][1:4] = [round(r.p_positive, 6), r.decision, r.unusual]
         rows[i][4] = ""
     csv_path = _write_csv(rows)
@@ -313,7 +255,7 @@ def _write_csv(rows: list[list[Any]]) -> str:
 # -- page ------------------------------------------------------------------------------------
 
 
-def _model_markdown(model: CervixClassifier, info: ModelInfo) -> str:
+def _model_markdown(model: Model, info: ModelInfo) -> str:
     cfg = model.config
     where = info.source + (f" @ `{info.revision}`" if info.revision else "")
     lines = [
@@ -325,9 +267,7 @@ def _model_markdown(model: CervixClassifier, info: ModelInfo) -> str:
     return "\n".join(lines)
 
 
-def build_app(
-    model: CervixClassifier, info: ModelInfo, examples: list[str] | None = None
-) -> gr.Blocks:
+def build_app(model: Model, info: ModelInfo, examples: list[str] | None = None) -> gr.Blocks:
     """The Gradio Blocks app serving ``model`` (endpoints ``/predict`` and ``/predict_batch``)."""
 
     heatmaps = HeatmapFiles()
@@ -344,7 +284,7 @@ def build_app(
         """Classify several images (or zips of images): one row per file, plus a CSV."""
         return predict_many(model, files)
 
-    has_types = model.cell_type_head is not None
+    has_types = model.has_cell_types
     with gr.Blocks(
         title="cervix_hf: Pap-smear cell screening demo", delete_cache=(300, 600)
     ) as app:

@@ -134,7 +134,8 @@ def trained_model_dir(cells_dir, tmp_path_factory: pytest.TempPathFactory):
 def served(trained_model_dir, tmp_path_factory):
     """The Gradio app serving the tiny trained model on 127.0.0.1: (url, model, examples)."""
     os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
-    from cervix_hf.webapp import build_app, launch_kwargs, load_served_model, write_examples
+    from cervix_hf.serving import load_served_model
+    from cervix_hf.webapp import build_app, launch_kwargs, write_examples
 
     model, info = load_served_model(str(trained_model_dir), None)
     examples = write_examples(tmp_path_factory.mktemp("examples"))

@@ -25,7 +25,8 @@ def test_missing_hub_model_stops_with_what_to_set(hub, caplog):
 def test_serves_a_model_pushed_to_the_hub_at_a_pinned_sha(hub, hub_repo_id, trained_model_dir):
     from gradio_client import Client, handle_file
 
-    from cervix_hf.webapp import build_app, launch_kwargs, load_served_model, write_examples
+    from cervix_hf.serving import load_served_model
+    from cervix_hf.webapp import build_app, launch_kwargs, write_examples
 
     local = CervixClassifier.from_pretrained(trained_model_dir)
     sha = local.push_to_hub(hub_repo_id)

@@ -4,7 +4,8 @@ from PIL import Image
 from sklearn.calibration import CalibratedClassifierCV
 
 from cervix_hf import CervixClassifier
-from cervix_hf.explain import contribution_maps, linear_form, overlay
+from cervix_hf.analysis import overlay
+from cervix_hf.explain import contribution_maps, linear_form
 from cervix_hf.head import build_head
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from cervix_hf.errors import ModelLoadError
-from cervix_hf.webapp import check_revision
+from cervix_hf.serving import check_revision
 
 
 @pytest.fixture(scope="module")
