@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 
 from cervix_hf.cli import setup_logging
 from cervix_hf.errors import CervixError
@@ -41,10 +43,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # a Space (or any supervisor) stops the app with SIGTERM: leave through the same path as
+    # Ctrl-C, so the model process is stopped and reaped before this one exits
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Load the model, build the app and serve it until interrupted."""
     args = parse_args(argv)
     setup_logging()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     from cervix_hf.serving import start_model_process
 
     try:
@@ -63,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     except CervixError as exc:
         logger.error("Cannot start: %s", exc)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Gradio's own loop took over
+        logger.info("Stopped.")
     finally:
         pending.close()
     return 0

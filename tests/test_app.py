@@ -43,3 +43,50 @@ def test_serves_a_model_pushed_to_the_hub_at_a_pinned_sha(hub, hub_repo_id, trai
     np.testing.assert_allclose(
         details["p_abnormal"], local.predict_proba([examples[0]])[0, 1], rtol=1e-5
     )
+
+
+def test_sigterm_stops_the_app_and_its_model_process(trained_model_dir, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, CERVIX_MODEL=str(trained_model_dir), GRADIO_ANALYTICS_ENABLED="False")
+    env.pop("CERVIX_MODEL_REVISION", None)
+    root = Path(__file__).resolve().parents[1]
+    log = open(tmp_path / "app.log", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, str(root / "app.py"), "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        end = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, (tmp_path / "app.log").read_text()[-2000:]
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).close()
+                break
+            except OSError:
+                assert time.monotonic() < end, "app.py did not come up"
+                time.sleep(0.2)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        # the model process (multiprocessing also starts its resource tracker, which exits
+        # on its own once app.py is gone)
+        models = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(models) == 1, "the model process is a child of app.py"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    assert not Path(f"/proc/{models[0]}").exists()  # stopped and reaped by app.py
