@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 
 from cervix_hf.cli import setup_logging
 from cervix_hf.errors import CervixError
@@ -53,8 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     """Load the model, build the app and serve it until interrupted."""
     args = parse_args(argv)
     setup_logging()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     from cervix_hf.serving import start_model_process
 
     try:
@@ -81,4 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # only when run as the app: main() called from tests or other code leaves the caller's
+    # signal handling alone
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     sys.exit(main())
