@@ -940,14 +940,18 @@ def evaluate_directory(
     Raises:
         EvaluationError: the data is labelled differently from the model's training data.
     """
+    from .config import CONFIG_NAME, CervixConfig
     from .data import load_cells
-    from .features import dataset_features
+    from .features import backbone_for_config, dataset_features
     from .modeling import CervixClassifier
 
     opts = opts or EvalOptions()
     opts.check()
     model_dir = Path(model_dir)
-    model = CervixClassifier.from_pretrained(model_dir, device=device, engine=engine)
+    backbone = backbone_for_config(
+        CervixConfig.from_json(model_dir / CONFIG_NAME), device=device, engine=engine
+    )
+    model = CervixClassifier.from_pretrained(model_dir, backbone=backbone)
     cfg = model.config
     data = load_cells(dataset, revision=revision, split=split, grouping=cfg.grouping)
     if data.grouping != cfg.grouping:
@@ -963,7 +967,7 @@ def evaluate_directory(
     groups = np.asarray(columns["group"]).astype(str) if data.has_groups else None
     cell_types = np.asarray(columns["cell_type"], dtype=int) if data.has_cell_types else None
     feats = dataset_features(
-        model.backbone,
+        backbone,
         ds,
         cache_dir=cache_dir,
         batch_size=batch_size,

@@ -37,8 +37,9 @@ from PIL import Image
 from timm.data import create_transform, resolve_model_data_config
 from tqdm.auto import tqdm
 
+from .config import CervixConfig
 from .engines import ExecutionPlan, OnnxTrunk, batch_parallel, onnx_trunk_path, plan_execution
-from .errors import EngineError, ModelLoadError
+from .errors import ConfigMismatchError, EngineError, ModelLoadError
 from .images import ImageInput, load_image
 
 logger = logging.getLogger(__name__)
@@ -306,6 +307,61 @@ def create_backbone(
         plan=plan,
         runner=runner,
     )
+
+
+def check_backbone(config: CervixConfig, backbone: Backbone) -> None:
+    """Check a built backbone against a model's config (feature size, preprocessing, weights).
+
+    Raises:
+        ConfigMismatchError: with what differs.
+    """
+    if backbone.feature_dim != config.feature_dim:
+        raise ConfigMismatchError(
+            f"Backbone {backbone.name} gives {backbone.feature_dim} features; config.json "
+            f"expects {config.feature_dim}."
+        )
+    if _json_ready(backbone.data_config) != _json_ready(config.data_config):
+        raise ConfigMismatchError(
+            f"Backbone preprocessing {backbone.data_config} differs from config.json's "
+            f"{config.data_config}."
+        )
+    if backbone.weights_sha256 != config.weights_sha256:
+        raise ConfigMismatchError(
+            f"The rebuilt backbone {config.backbone} has other weights than the head was "
+            f"trained on (sha256 {backbone.weights_sha256[:12]} != {config.weights_sha256[:12]}). "
+            "Install the versions in config.json 'versions' or pin backbone_revision; the "
+            "predictions would not be the model's."
+        )
+
+
+def backbone_for_config(
+    config: CervixConfig,
+    *,
+    device: str | torch.device | None = None,
+    engine: str = "auto",
+    weights_file: str | os.PathLike | None = None,
+) -> Backbone:
+    """The torch backbone a model's features come from, rebuilt from its config and checked.
+
+    Use it to compute dataset features for a saved model (evaluation, re-training the head);
+    prediction runs on the model's own backbone.
+
+    Raises:
+        ModelLoadError, EngineError, ConfigMismatchError: as :func:`create_backbone` and
+            :func:`check_backbone`.
+    """
+    backbone = create_backbone(
+        config.backbone,
+        pretrained=config.pretrained,
+        revision=config.backbone_revision,
+        init_seed=config.init_seed if config.init_seed is not None else 0,
+        weights_file=weights_file,
+        data_config=config.data_config,
+        device=device,
+        engine=engine,
+    )
+    check_backbone(config, backbone)
+    return backbone
 
 
 class _ImageBatches(torch.utils.data.Dataset):

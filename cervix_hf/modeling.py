@@ -20,7 +20,7 @@ from .analysis import CellAnalysis
 from .config import CONFIG_NAME, METRICS_NAME, CervixConfig
 from .errors import ConfigMismatchError
 from .explain import contribution_maps, linear_form
-from .features import DEFAULT_BATCH_SIZE, Backbone, _json_ready, create_backbone, spatial_std
+from .features import DEFAULT_BATCH_SIZE, Backbone, check_backbone, create_backbone, spatial_std
 from .head import check_head, load_head, save_head
 from .images import ImageInput
 from .novelty import is_blank, novelty_scores
@@ -273,7 +273,7 @@ class CervixClassifier:
                 device=device,
                 engine=engine,
             )
-        _check_backbone(config, backbone)
+        check_backbone(config, backbone)
         return cls(config, backbone, head, cell_head, novelty=novelty, source=source)
 
     def push_to_hub(
@@ -297,23 +297,3 @@ class CervixClassifier:
 def _head_files(config: CervixConfig) -> list[str]:
     names = [config.head, config.cell_type_head, config.novelty_detector]
     return [n for n in names if n]
-
-
-def _check_backbone(config: CervixConfig, backbone: Backbone) -> None:
-    if backbone.feature_dim != config.feature_dim:
-        raise ConfigMismatchError(
-            f"Backbone {backbone.name} gives {backbone.feature_dim} features; config.json "
-            f"expects {config.feature_dim}."
-        )
-    if _json_ready(backbone.data_config) != _json_ready(config.data_config):
-        raise ConfigMismatchError(
-            f"Backbone preprocessing {backbone.data_config} differs from config.json's "
-            f"{config.data_config}."
-        )
-    if backbone.weights_sha256 != config.weights_sha256:
-        raise ConfigMismatchError(
-            f"The rebuilt backbone {config.backbone} has other weights than the head was "
-            f"trained on (sha256 {backbone.weights_sha256[:12]} != {config.weights_sha256[:12]}). "
-            "Install the versions in config.json 'versions' or pin backbone_revision; the "
-            "predictions would not be the model's."
-        )
