@@ -7,6 +7,7 @@ classifies it. Research use only: not a diagnostic device.
 
 from .config import CervixConfig
 from .errors import (
+    ArchiveError,
     CervixError,
     ConfigMismatchError,
     DatasetLayoutError,
@@ -26,6 +27,7 @@ __all__ = [
     "CELL_TYPES",
     "GROUPINGS",
     "LABELS",
+    "ArchiveError",
     "CervixClassifier",
     "CervixConfig",
     "CervixError",

@@ -27,6 +27,10 @@ class ImageLoadError(CervixError):
     """An input cannot be read as an image (empty, not an image, truncated, too large)."""
 
 
+class ArchiveError(CervixError):
+    """An uploaded archive cannot be read safely (too many members, over a limit, damaged)."""
+
+
 class ModelLoadError(CervixError):
     """A model directory or Hub repo cannot be loaded."""
 
