@@ -1,10 +1,12 @@
 """cervix_hf demo app (Gradio): ``python app.py`` locally or as a Hugging Face Space.
 
 The model comes from ``--model`` or ``CERVIX_MODEL`` (a Hub repo id or a local directory),
-pinned with ``CERVIX_MODEL_REVISION`` (a full commit sha). With nothing configured the app
-serves an offline demo model (random-init backbone, synthetic cells), labelled as such.
-Binds 127.0.0.1 unless ``--host`` or ``GRADIO_SERVER_NAME`` says otherwise. The model runs in
-a process of its own, started first (see ``cervix_hf/serving.py``).
+pinned with ``CERVIX_MODEL_REVISION`` (a full commit sha; ``--allow-unpinned`` /
+``CERVIX_ALLOW_UNPINNED=1`` serves a repo's moving head instead, with a warning on the page).
+With nothing configured the app serves an offline demo model (random-init backbone, synthetic
+cells), labelled as such, built once in a child process on the first start. One process,
+no torch: the model runs on ONNX Runtime. Binds 127.0.0.1 unless ``--host`` or
+``GRADIO_SERVER_NAME`` says otherwise.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import os
 import signal
 import sys
 import tempfile
+import threading
+from typing import Any
 
 from cervix_hf.cli import setup_logging
 from cervix_hf.errors import CervixError
 
 logger = logging.getLogger("cervix_hf.app")
+_TRUE = {"1", "true", "yes", "on"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,14 +42,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("CERVIX_MODEL_REVISION"),
         help="full commit sha to pin a Hub model (env CERVIX_MODEL_REVISION)",
     )
+    p.add_argument(
+        "--allow-unpinned",
+        action="store_true",
+        default=os.environ.get("CERVIX_ALLOW_UNPINNED", "").strip().lower() in _TRUE,
+        help="serve a Hub model without a pinned revision (env CERVIX_ALLOW_UNPINNED=1)",
+    )
     p.add_argument("--host", help="interface to bind (default 127.0.0.1, or GRADIO_SERVER_NAME)")
     p.add_argument("--port", type=int, help="port (default: Gradio's, 7860)")
     return p.parse_args(argv)
 
 
+class _Loader(threading.Thread):
+    """Loads the model while the main thread imports Gradio: ONNX Runtime builds its session
+    outside the GIL, so the two overlap."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(name="cervix-load", daemon=True)
+        self.args = args
+        self.result: tuple[Any, Any] | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from cervix_hf.serving import load_served_model
+
+        try:
+            self.result = load_served_model(
+                self.args.model, self.args.revision, allow_unpinned=self.args.allow_unpinned
+            )
+        except BaseException as exc:  # handed to the main thread, which reports it
+            self.error = exc
+
+    def wait(self) -> tuple[Any, Any]:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     # a Space (or any supervisor) stops the app with SIGTERM: leave through the same path as
-    # Ctrl-C, so the model process is stopped and reaped before this one exits
+    # Ctrl-C, so temporary files are deleted before the process exits
     raise KeyboardInterrupt
 
 
@@ -52,20 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     """Load the model, build the app and serve it until interrupted."""
     args = parse_args(argv)
     setup_logging()
-    from cervix_hf.serving import start_model_process
+    from cervix_hf.serving import check_source
 
     try:
-        # first: the model process imports torch & co. while this one imports Gradio
-        pending = start_model_process(args.model, args.revision)
+        check_source(args.model, args.revision, args.allow_unpinned)  # before anything loads
     except CervixError as exc:
         logger.error("Cannot start: %s", exc)
         return 2
-    try:
-        from cervix_hf.webapp import build_app, launch_kwargs, write_examples
+    loader = _Loader(args)
+    loader.start()
+    from cervix_hf.webapp import AppFiles, build_app, launch_kwargs, write_examples
 
-        model, info = pending.wait()
+    files = AppFiles()
+    try:
+        model, info = loader.wait()
         with tempfile.TemporaryDirectory(prefix="cervix-examples-") as examples_dir:
-            app = build_app(model, info, examples=write_examples(examples_dir))
+            app = build_app(model, info, examples=write_examples(examples_dir), files=files)
             app.launch(**launch_kwargs(args.host, args.port))
     except CervixError as exc:
         logger.error("Cannot start: %s", exc)
@@ -73,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Gradio's own loop took over
         logger.info("Stopped.")
     finally:
-        pending.close()
+        files.close()
     return 0
 
 

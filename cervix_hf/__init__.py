@@ -17,6 +17,7 @@ from .errors import (
     ImageLoadError,
     LabelError,
     ModelLoadError,
+    RequestError,
     SplitError,
     UntrustedHeadError,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "ImageLoadError",
     "LabelError",
     "ModelLoadError",
+    "RequestError",
     "SplitError",
     "UntrustedHeadError",
     "__version__",

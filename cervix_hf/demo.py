@@ -1,78 +1,110 @@
-"""The offline demo model: trained on first start from generated cells, cached on disk.
+"""The offline demo model: built once from generated cells, cached, then served without torch.
 
 It uses the real ResNet152 architecture with RANDOM weights and synthetic cells, so the app
 can run with no network and no configured model. It says nothing about real cells, and the
-app labels it so.
+app labels it so. Building it runs the training pipeline (torch, timm) in a child process
+(``python -m cervix_hf.demo_build``); the serving process only ever loads the result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import tempfile
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ModelLoadError
-from .features import DEFAULT_BACKBONE, default_cache_dir
-from .modeling import CervixClassifier
+
+if TYPE_CHECKING:
+    from .modeling import CervixClassifier
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_DEMO_BACKBONE = "resnet152.tv2_in1k"
 DEMO_PER_TYPE = 30
 DEMO_SEED = 0
 
 
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir``, else ``$CERVIX_HF_CACHE``, else ``~/.cache/cervix_hf``."""
+    if cache_dir:
+        return Path(cache_dir)
+    env = os.environ.get("CERVIX_HF_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "cervix_hf"
+
+
 def demo_model_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """Where the demo model is cached (``<cache>/demo-model``)."""
-    return (Path(cache_dir) if cache_dir else default_cache_dir()) / "demo-model"
+    return cache_root(cache_dir) / "demo-model"
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """One builder at a time across processes (POSIX ``flock``; a no-op elsewhere)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _load(out: Path) -> CervixClassifier | None:
+    """The cached demo model, or None (missing; a stale one is rebuilt, with a warning)."""
+    if not (out / "config.json").exists():
+        return None
+    from .modeling import CervixClassifier
+
+    try:
+        return CervixClassifier.from_pretrained(out)
+    except ModelLoadError as exc:
+        logger.warning("Rebuilding the cached demo model (%s)", exc)
+        return None
 
 
 def load_demo_model(
     cache_dir: str | os.PathLike | None = None,
     *,
-    backbone: str = DEFAULT_BACKBONE,
+    backbone: str = DEFAULT_DEMO_BACKBONE,
     per_type: int = DEMO_PER_TYPE,
 ) -> CervixClassifier:
-    """Load the cached demo model, training it first if there is none yet.
+    """The cached demo model, built first (in a child process with torch) if needed.
 
-    A cached model that no longer loads (e.g. after a library upgrade changed the random
-    backbone) is rebuilt, with a warning: it is a cache, not a published model.
+    Raises:
+        ModelLoadError: the build failed (its log is above).
     """
     out = demo_model_dir(cache_dir)
-    if (out / "config.json").exists():
-        try:
-            return CervixClassifier.from_pretrained(out)
-        except ModelLoadError as exc:
-            logger.warning("Rebuilding the cached demo model (%s)", exc)
-    return train_demo_model(out, backbone=backbone, per_type=per_type)
-
-
-def train_demo_model(
-    out: Path, *, backbone: str = DEFAULT_BACKBONE, per_type: int = DEMO_PER_TYPE
-) -> CervixClassifier:
-    """Generate cells, prepare them and train the demo model into ``out``."""
-    from .sipakmed import build_dataset
-    from .synthetic import write_raw_sipakmed
-    from .training import TrainOptions, train
-
-    logger.info("Training the offline demo model (first start only) into %s", out)
-    with tempfile.TemporaryDirectory(prefix="cervix-demo-") as tmp:
-        raw = Path(tmp) / "raw"
-        write_raw_sipakmed(raw, per_type=per_type, seed=DEMO_SEED)
-        cells = Path(tmp) / "cells"
-        build_dataset(raw).save_to_disk(str(cells))
-        result = train(
-            TrainOptions(
-                dataset=str(cells),
-                dataset_name=(
-                    f"synthetic cells (cervix_hf.synthetic, seed {DEMO_SEED}, {per_type} per type)"
-                ),
-                out=out,
-                backbone=backbone,
-                pretrained=False,
-                cell_types=True,
-                c_grid=(0.01, 0.1),
-                cache_dir=str(out.parent),
+    model = _load(out)
+    if model is not None:
+        return model
+    with _build_lock(out.with_name("demo-model.lock")):
+        model = _load(out)  # another process may have built it while we waited
+        if model is not None:
+            return model
+        logger.info("Building the offline demo model (first start only) into %s", out)
+        cmd = [sys.executable, "-m", "cervix_hf.demo_build", str(out)]
+        cmd += ["--backbone", backbone, "--per-type", str(per_type)]
+        # the child imports this same cervix_hf, wherever it was imported from
+        root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        done = subprocess.run(cmd, check=False, env=env)
+        if done.returncode != 0:
+            raise ModelLoadError(
+                f"Building the demo model failed (exit code {done.returncode}; its log is "
+                "above). Set CERVIX_MODEL to a trained model instead."
             )
-        )
-    return result.model
+        model = _load(out)
+    if model is None:
+        raise ModelLoadError(f"The demo model built into {out} does not load; see the log above.")
+    return model

@@ -27,6 +27,10 @@ class ImageLoadError(CervixError):
     """An input cannot be read as an image (empty, not an image, truncated, too large)."""
 
 
+class RequestError(CervixError):
+    """A request to the app cannot be served as sent (no file, nothing to analyse)."""
+
+
 class ArchiveError(CervixError):
     """An uploaded archive cannot be read safely (too many members, over a limit, damaged)."""
 

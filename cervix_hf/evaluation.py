@@ -102,7 +102,7 @@ def fit_calibrated_head(
 
     Each inner fold fits the head on the others and the calibrator on it; predictions average
     the per-fold calibrated heads (``ensemble=True``). The result holds only types that
-    :data:`cervix_hf.head.EXTRA_TRUSTED_TYPES` or skops' defaults trust.
+    :data:`cervix_hf.artifacts.EXTRA_TRUSTED_TYPES` or skops' defaults trust.
 
     Raises:
         EvaluationError: unknown method. SplitError: too few groups for two folds.
@@ -940,7 +940,6 @@ def evaluate_directory(
     Raises:
         EvaluationError: the data is labelled differently from the model's training data.
     """
-    from .config import CONFIG_NAME, CervixConfig
     from .data import load_cells
     from .features import backbone_for_config, dataset_features
     from .modeling import CervixClassifier
@@ -948,11 +947,9 @@ def evaluate_directory(
     opts = opts or EvalOptions()
     opts.check()
     model_dir = Path(model_dir)
-    backbone = backbone_for_config(
-        CervixConfig.from_json(model_dir / CONFIG_NAME), device=device, engine=engine
-    )
-    model = CervixClassifier.from_pretrained(model_dir, backbone=backbone)
+    model = CervixClassifier.from_pretrained(model_dir)
     cfg = model.config
+    backbone = backbone_for_config(cfg, device=device, engine=engine)
     data = load_cells(dataset, revision=revision, split=split, grouping=cfg.grouping)
     if data.grouping != cfg.grouping:
         raise EvaluationError(

@@ -1,35 +1,26 @@
-"""The scikit-learn head: ``Pipeline(StandardScaler, LogisticRegression)``, saved with skops.
+"""The scikit-learn head: ``Pipeline(StandardScaler, LogisticRegression)``, C chosen by CV.
 
-Heads are never pickled. Loading goes through ``skops.io.load`` with an explicit list of
-trusted types; a file holding anything else is refused.
+Heads are saved and loaded by :mod:`cervix_hf.artifacts` (skops, never pickle).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .errors import ConfigMismatchError, ModelLoadError, SplitError, UntrustedHeadError
+from .errors import SplitError
 from .split import folds_with_fallback
 
 logger = logging.getLogger(__name__)
 
 C_GRID: tuple[float, ...] = (0.0001, 0.001, 0.01, 0.1, 1.0)
-# Types a head file may hold beyond those skops trusts by default (scikit-learn's own
-# estimators, numpy arrays, builtins). Anything else is refused at load.
-EXTRA_TRUSTED_TYPES: tuple[str, ...] = (
-    "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._SigmoidCalibration",
-)
 
 
 def build_head(c: float = 1.0, seed: int = 0) -> Pipeline:
@@ -112,54 +103,3 @@ def fit_head(
         {"C": best_c, "cv_folds": folds_n, "cv_grouped": groups is not None, "cv_scores": scores}
     )
     return search.best_estimator_, params
-
-
-def save_head(head: Any, path: str | Path) -> None:
-    """Write an estimator with skops (never pickle)."""
-    sio.dump(head, Path(path))
-
-
-def load_head(path: str | Path) -> Any:
-    """Load a skops head, trusting only scikit-learn's types and :data:`EXTRA_TRUSTED_TYPES`.
-
-    Raises:
-        ModelLoadError: the file is missing or not a skops file.
-        UntrustedHeadError: the file holds types outside the trusted list.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"Head file {path} is missing.")
-    try:
-        untrusted = sio.get_untrusted_types(file=path)
-    except Exception as exc:  # skops raises zipfile/JSON/Key errors for foreign files
-        raise ModelLoadError(f"{path.name} is not a readable skops file ({exc}).") from None
-    refused = sorted(set(untrusted) - set(EXTRA_TRUSTED_TYPES))
-    if refused:
-        raise UntrustedHeadError(
-            f"{path.name} holds types cervix_hf does not trust: {refused}. It was not loaded. "
-            "Only scikit-learn estimators are allowed in a head; retrain with cervix_hf or "
-            "inspect the file with skops.io.get_untrusted_types before trusting it yourself."
-        )
-    return sio.load(path, trusted=[t for t in untrusted if t in EXTRA_TRUSTED_TYPES])
-
-
-def check_head(head: Any, *, feature_dim: int, classes: Sequence[str], name: str) -> None:
-    """Check a loaded head against the config.
-
-    Raises:
-        ConfigMismatchError: wrong estimator, feature count or classes.
-    """
-    for attr in ("predict_proba", "n_features_in_", "classes_"):
-        if not hasattr(head, attr):
-            raise ConfigMismatchError(f"{name} is not a fitted classifier (no {attr}).")
-    if int(head.n_features_in_) != int(feature_dim):
-        raise ConfigMismatchError(
-            f"{name} takes {head.n_features_in_} features but config.json says the backbone "
-            f"gives {feature_dim}: the head was trained on another backbone."
-        )
-    expected = list(range(len(classes)))
-    if [int(c) for c in head.classes_] != expected:
-        raise ConfigMismatchError(
-            f"{name} has classes {list(head.classes_)}, expected indices {expected} for "
-            f"{list(classes)} as in config.json."
-        )

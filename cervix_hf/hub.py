@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import HfApi, hf_hub_download
@@ -27,8 +28,29 @@ logger = logging.getLogger(__name__)
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
+@dataclass(frozen=True)
+class HubOptions:
+    """How files are fetched from the Hub, with ``hf_hub_download``'s meanings.
+
+    Attributes:
+        token: a token, or None for the stored login / ``HF_TOKEN``.
+        cache_dir: the Hub cache folder (default: huggingface_hub's).
+        local_files_only: use the local cache only, never the network.
+        force_download: download again even when cached.
+    """
+
+    token: str | bool | None = None
+    cache_dir: str | Path | None = None
+    local_files_only: bool = False
+    force_download: bool = False
+
+
 def download_file(
-    repo_id: str, filename: str, revision: str | None = None, repo_type: str = "model"
+    repo_id: str,
+    filename: str,
+    revision: str | None = None,
+    repo_type: str = "model",
+    options: HubOptions | None = None,
 ) -> Path:
     """Download one file of a Hub repo into the local cache (``hf_hub_download``).
 
@@ -36,8 +58,20 @@ def download_file(
         HubError: with what to check, for a missing repo, file or revision, or no connection.
     """
     where = f"{repo_id}@{revision}" if revision else repo_id
+    options = options or HubOptions()
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, repo_type=repo_type))
+        return Path(
+            hf_hub_download(
+                repo_id,
+                filename,
+                revision=revision,
+                repo_type=repo_type,
+                token=options.token,
+                cache_dir=options.cache_dir,
+                local_files_only=options.local_files_only,
+                force_download=options.force_download,
+            )
+        )
     except GatedRepoError:
         raise HubError(
             f"{repo_id} is gated: accept its terms on the Hub and log in (HF_TOKEN)."

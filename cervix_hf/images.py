@@ -7,6 +7,8 @@ says what is wrong; Pillow's and numpy's own exceptions never escape.
 
 Behaviour:
 
+* Formats: PNG, JPEG, BMP, TIFF, GIF, WebP and PNM (PPM/PGM/PBM); anything else is refused
+  without being opened (container formats such as ICO decode their contents when opened).
 * Refused **before decoding**: files over ``max_bytes``; images whose header declares more
   than ``max_pixels`` pixels (Pillow's own decompression-bomb error becomes our error and its
   warning is silenced, so the limit here is the one that counts); images more elongated than
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -40,9 +43,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageLoadError
 
+logger = logging.getLogger(__name__)
+
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # far above any cell crop; below Pillow's own bomb threshold
 MAX_ASPECT_RATIO = 100  # longer side / shorter side; see the module docstring
+#: Pillow formats we open. Others are refused unopened: some (ICO, ICNS) decode their embedded
+#: images inside ``Image.open``, before any size check could run.
+FORMATS: tuple[str, ...] = ("PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP", "PPM")
+_CONVERT_ELEMENTS = 1 << 20  # values converted to uint8 at a time (bounds the float copies)
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray | dict
 
 _HINT = "Upload a single-cell image (PNG, JPEG, TIFF or BMP)."
@@ -75,11 +84,11 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
             size = os.fstat(f.fileno()).st_size
             data = f.read(max_bytes + 1)
     except FileNotFoundError:
-        raise ImageLoadError(f"{path}: no such file.") from None
+        raise ImageLoadError(f"{path.name}: no such file.") from None
     except IsADirectoryError:
-        raise ImageLoadError(f"{path}: is a folder, not an image file.") from None
-    except OSError as exc:
-        raise ImageLoadError(f"{path}: cannot read the file ({exc.strerror}).") from None
+        raise ImageLoadError(f"{path.name}: is a folder, not an image file.") from None
+    except OSError:
+        raise ImageLoadError(f"{path.name}: the file cannot be read.") from None
     if len(data) > max_bytes:
         raise ImageLoadError(
             f"{path.name}: the file is {_size(max(size, len(data)))}, over the "
@@ -89,17 +98,20 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
 
 
 def _to_uint8(arr: np.ndarray, bits: int | None) -> np.ndarray:
-    """Rescale one array to uint8 from its bit depth, else from its range (see module doc)."""
+    """Rescale one array to uint8 from its bit depth, else from its range (see module doc).
+
+    Converted a block of rows at a time, so no float copy of a large image is ever whole.
+    """
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * 255
     if bits is None and arr.dtype.kind == "u" and arr.dtype.itemsize == 2:
         bits = 16
-    values = arr.astype(np.float64)
-    if not np.isfinite(values).all():
+    lo, hi = float(arr.min()), float(arr.max())  # NaN and inf propagate: no copy needed
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ImageLoadError("The image holds NaN or infinite values.")
-    lo, hi = float(values.min()), float(values.max())
+    offset = 0.0
     if bits is not None:
         top = 2.0**bits - 1
     elif arr.dtype.kind == "f" and lo >= 0 and hi <= 1:
@@ -109,8 +121,21 @@ def _to_uint8(arr: np.ndarray, bits: int | None) -> np.ndarray:
     elif arr.dtype.kind in "iu" and lo >= 0 and hi <= 65535:
         top = 65535.0
     else:  # min-max; a constant image becomes black
-        values, top = values - lo, max(hi - lo, 1e-12)
-    return np.floor(np.clip(values / top * 255.0 + 0.5, 0, 255)).astype(np.uint8)
+        offset, top = lo, max(hi - lo, 1e-12)
+    out = np.empty(arr.shape, dtype=np.uint8)
+    per_row = max(1, arr[:1].size)
+    step = max(1, _CONVERT_ELEMENTS // per_row)
+    for start in range(0, arr.shape[0], step):
+        values = arr[start : start + step].astype(np.float64)
+        if offset:
+            values -= offset
+        values /= top
+        values *= 255.0
+        values += 0.5
+        np.clip(values, 0, 255, out=values)
+        np.floor(values, out=values)
+        out[start : start + step] = values
+    return out
 
 
 def _from_array(arr: np.ndarray, bits: int | None = None) -> Image.Image:
@@ -166,11 +191,10 @@ def _decode(img: Image.Image, name: str, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(f"{name}: refused as a decompression bomb ({exc}).") from None
     # Pillow raises many types on malformed data (OSError, SyntaxError, EOFError, struct.error,
-    # IndexError, MemoryError, ...); a public upload must get a message, not a traceback.
-    except Exception as exc:
-        raise ImageLoadError(
-            f"{name}: the image is damaged or truncated ({type(exc).__name__}: {exc}). {_HINT}"
-        ) from None
+    # IndexError, MemoryError, ...); a public upload gets our message, the log the details.
+    except Exception:
+        logger.debug("Decoding %s failed", name, exc_info=True)
+        raise ImageLoadError(f"{name}: the image is damaged or truncated. {_HINT}") from None
 
 
 def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
@@ -179,9 +203,12 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
         # our max_pixels is the limit; Pillow's warning would fire on sizes we refuse anyway
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            opened = Image.open(io.BytesIO(data))
+            opened = Image.open(io.BytesIO(data), formats=FORMATS)
         except UnidentifiedImageError:
-            raise ImageLoadError(f"{name}: not an image file we can read. {_HINT}") from None
+            raise ImageLoadError(
+                f"{name}: not an image file we can read (PNG, JPEG, TIFF, BMP, GIF, WebP or "
+                "PNM). Upload a single-cell image in one of those formats."
+            ) from None
         except Image.DecompressionBombError:
             pillow = Image.MAX_IMAGE_PIXELS
             limit = max_pixels if pillow is None else min(max_pixels, 2 * pillow)
@@ -189,10 +216,9 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
                 f"{name}: declares more than {limit:,} pixels, over the limit "
                 f"(refused before decoding). {_HINT}"
             ) from None
-        except Exception as exc:  # see _decode
-            raise ImageLoadError(
-                f"{name}: the image is damaged or truncated ({type(exc).__name__}: {exc})."
-            ) from None
+        except Exception:  # see _decode
+            logger.debug("Opening %s failed", name, exc_info=True)
+            raise ImageLoadError(f"{name}: the image is damaged or truncated. {_HINT}") from None
         with opened as img:
             return _decode(img, name, max_pixels)
 

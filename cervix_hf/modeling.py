@@ -1,13 +1,19 @@
-"""``CervixClassifier``: a frozen timm backbone plus a skops-saved scikit-learn head.
+"""``CervixClassifier``: the published model, run without torch.
 
 In the spirit of SetFit: ``from_pretrained`` / ``save_pretrained`` / ``push_to_hub``, a JSON
-config beside the weights, and a model card rendered from a template -- but the head is saved
-with skops, never pickled.
+config beside the weights, a model card rendered from a template -- but the heads are saved
+with skops, never pickled, and the backbone travels with the model as ``backbone.onnx``
+(its SHA-256 in ``config.json``, checked before ONNX Runtime opens it). Predicting needs
+onnxruntime, numpy, Pillow, scikit-learn and skops only; training needs torch and timm
+(:mod:`cervix_hf.training`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,15 +23,18 @@ import numpy as np
 
 from . import hub
 from .analysis import CellAnalysis
+from .artifacts import check_classifier, load_skops, save_skops
 from .config import CONFIG_NAME, METRICS_NAME, CervixConfig
-from .errors import ConfigMismatchError
+from .errors import ConfigMismatchError, ModelLoadError
 from .explain import contribution_maps, linear_form
-from .features import DEFAULT_BATCH_SIZE, Backbone, check_backbone, create_backbone, spatial_std
-from .head import check_head, load_head, save_head
 from .images import ImageInput
 from .novelty import is_blank, novelty_scores
+from .predictor.onnx_backbone import OnnxBackbone, spatial_mean, spatial_std
+from .predictor.preprocess import Prepared, stack
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 8
 
 
 def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
@@ -39,7 +48,7 @@ class CervixClassifier:
 
     Args:
         config: the model's :class:`CervixConfig`.
-        backbone: the feature extractor it was trained with.
+        backbone: the model's ONNX backbone (see :mod:`cervix_hf.predictor`).
         head: fitted scikit-learn pipeline on the binary labels (``classes_`` = 0, 1).
         cell_type_head: optional fitted pipeline on the five cell types.
         novelty: optional unusual-image detector (see :mod:`cervix_hf.novelty`).
@@ -49,7 +58,7 @@ class CervixClassifier:
     def __init__(
         self,
         config: CervixConfig,
-        backbone: Backbone,
+        backbone: OnnxBackbone,
         head: Any,
         cell_type_head: Any | None = None,
         *,
@@ -84,7 +93,7 @@ class CervixClassifier:
 
     def features(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
         """Pooled backbone features (N, D)."""
-        return self.backbone.embed(_as_list(images))
+        return self.backbone.embed(_as_list(images), DEFAULT_BATCH_SIZE)
 
     def predict_proba(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
         """Probabilities (N, 2) in :attr:`classes_` order for one image or a list."""
@@ -105,6 +114,14 @@ class CervixClassifier:
             raise ConfigMismatchError("This model has no cell-type head (train with --cell-types).")
         return self.cell_type_head.predict_proba(self.features(images))
 
+    def prepare(self, image: ImageInput) -> Prepared:
+        """Read and preprocess one image (the crop the backbone will see).
+
+        Raises:
+            ImageLoadError: for an input that is not a readable image.
+        """
+        return self.backbone.prepare(image)
+
     def analyze(
         self, images: ImageInput | Sequence[ImageInput], batch_size: int = DEFAULT_BATCH_SIZE
     ) -> list[CellAnalysis]:
@@ -112,95 +129,104 @@ class CervixClassifier:
 
         Probabilities, the decision at the model's threshold, cell-type probabilities (when
         the model has that head), the unusual-image score and flag (when it has a detector)
-        and the exact per-location logit contributions for the heat map.
+        and the exact per-location logit contributions for the heat map. Images are read one
+        at a time and only their crops are kept, so memory does not grow with their size.
 
         Raises:
             ImageLoadError: for an input that is not a readable image.
         """
         items = _as_list(images)
         out: list[CellAnalysis] = []
-        pos = self.config.positive_index
         for start in range(0, len(items), batch_size):
-            batch = self.backbone.preprocess(items[start : start + batch_size])
-            fmap = self.backbone.feature_map(batch)
-            pooled = self.backbone.pool(fmap).float().cpu().numpy()
-            views = self.backbone.to_images(batch)
-            proba = self.head.predict_proba(pooled)
-            types = None
-            if self.cell_type_head is not None:
-                types = self.cell_type_head.predict_proba(pooled)
-            scores = None
-            if self.novelty is not None and self.config.novelty_threshold:
-                stats = np.concatenate([pooled, spatial_std(fmap)], axis=1)
-                scores = novelty_scores(self.novelty, stats) / self.config.novelty_threshold
-            contrib = None
-            if self._linear is not None:
-                contrib = contribution_maps(fmap.float().cpu().numpy(), self._linear[0])
-            for i in range(len(pooled)):
-                p = float(proba[i, pos])
-                out.append(
-                    CellAnalysis(
-                        probabilities={
-                            label: float(proba[i, j]) for j, label in enumerate(self.classes_)
-                        },
-                        p_positive=p,
-                        decision=self._decide(p),
-                        threshold=self.config.decision_threshold,
-                        cell_types=(
-                            {t: float(types[i, j]) for j, t in enumerate(self.config.cell_types)}
-                            if types is not None and self.config.cell_types
-                            else None
-                        ),
-                        novelty_score=float(scores[i]) if scores is not None else None,
-                        unusual=(
-                            bool(scores[i] > 1.0 or is_blank(views[i]))
-                            if scores is not None
-                            else None
-                        ),
-                        contributions=contrib[i] if contrib is not None else None,
-                        intercept=self._linear[1] if self._linear is not None else None,
-                        view=views[i],
-                    )
+            chunk = [self.prepare(img) for img in items[start : start + batch_size]]
+            out += self.analyze_prepared(chunk)
+        return out
+
+    def analyze_prepared(self, prepared: Sequence[Prepared]) -> list[CellAnalysis]:
+        """:meth:`analyze` for images already read by :meth:`prepare`, in one batch."""
+        if not prepared:
+            return []
+        fmap = self.backbone.feature_map(stack(prepared))
+        pooled = spatial_mean(fmap)
+        proba = self.head.predict_proba(pooled)
+        types = self.cell_type_head.predict_proba(pooled) if self.cell_type_head else None
+        scores = None
+        if self.novelty is not None and self.config.novelty_threshold:
+            stats = np.concatenate([pooled, spatial_std(fmap)], axis=1)
+            scores = novelty_scores(self.novelty, stats) / self.config.novelty_threshold
+        contrib = None
+        if self._linear is not None:
+            contrib = contribution_maps(fmap, self._linear[0])
+        pos = self.config.positive_index
+        out = []
+        for i, item in enumerate(prepared):
+            p = float(proba[i, pos])
+            out.append(
+                CellAnalysis(
+                    probabilities={
+                        label: float(proba[i, j]) for j, label in enumerate(self.classes_)
+                    },
+                    p_positive=p,
+                    decision=self._decide(p),
+                    threshold=self.config.decision_threshold,
+                    cell_types=(
+                        {t: float(types[i, j]) for j, t in enumerate(self.config.cell_types)}
+                        if types is not None and self.config.cell_types
+                        else None
+                    ),
+                    novelty_score=float(scores[i]) if scores is not None else None,
+                    unusual=(
+                        bool(scores[i] > 1.0 or is_blank(item.view)) if scores is not None else None
+                    ),
+                    contributions=contrib[i] if contrib is not None else None,
+                    intercept=self._linear[1] if self._linear is not None else None,
+                    view=item.view,
                 )
+            )
         return out
 
     def _decide(self, p_positive: float) -> str:
-        neg = next(label for label in self.config.labels if label != self.config.positive_label)
-        return self.config.positive_label if p_positive >= self.config.decision_threshold else neg
+        cfg = self.config
+        return cfg.positive_label if p_positive >= cfg.decision_threshold else cfg.negative_label
 
     # -- persistence ---------------------------------------------------------------------
 
     def save_pretrained(
         self, save_directory: str | Path, *, model_card: bool = True, repo_id: str | None = None
     ) -> Path:
-        """Write the heads (``*.skops``), config, metrics, plots and the card (``README.md``).
+        """Write the heads (``*.skops``), ``backbone.onnx``, config, metrics, plots and card.
 
         Args:
             save_directory: where to write (created if needed).
-            model_card: also render ``README.md`` from the ``model_card.md`` template.
+            model_card: also render ``README.md`` from the card template.
             repo_id: the Hub id to show in the card's usage snippet.
         """
         from .card import render_model_card
 
+        cfg = self.config
+        if cfg.backbone_onnx is None or cfg.backbone_onnx.sha256 != self.backbone.sha256:
+            raise ConfigMismatchError(
+                "config.backbone_onnx does not describe this model's backbone: build the "
+                "model with cervix_hf.training or CervixClassifier.from_pretrained."
+            )
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
-        save_head(self.head, out / self.config.head)
-        if self.cell_type_head is not None and self.config.cell_type_head:
-            save_head(self.cell_type_head, out / self.config.cell_type_head)
-        if self.novelty is not None and self.config.novelty_detector:
-            save_head(self.novelty, out / self.config.novelty_detector)
-        self.config.to_json(out / CONFIG_NAME)
-        if self.config.metrics:
-            import json
-
-            (out / METRICS_NAME).write_text(json.dumps(self.config.metrics, indent=2) + "\n")
-        if self.config.metrics.get("cv"):  # the card embeds these plots
+        _place_file(self.backbone.path, out / cfg.backbone_onnx.file, cfg.backbone_onnx.sha256)
+        save_skops(self.head, out / cfg.head)
+        if self.cell_type_head is not None and cfg.cell_type_head:
+            save_skops(self.cell_type_head, out / cfg.cell_type_head)
+        if self.novelty is not None and cfg.novelty_detector:
+            save_skops(self.novelty, out / cfg.novelty_detector)
+        cfg.to_json(out / CONFIG_NAME)
+        if cfg.metrics:
+            (out / METRICS_NAME).write_text(json.dumps(cfg.metrics, indent=2) + "\n")
+        if cfg.metrics.get("cv"):  # the card embeds these plots
             from .plots import write_plots
 
-            write_plots(self.config.metrics, out, labels=self.config.labels)
+            write_plots(cfg.metrics, out, labels=cfg.labels)
         if model_card:
             (out / "README.md").write_text(
-                render_model_card(self.config, repo_id=repo_id or "<user>/<repo>")
+                render_model_card(cfg, repo_id=repo_id or "<user>/<repo>")
             )
         logger.info("Saved model to %s", out)
         return out
@@ -211,45 +237,55 @@ class CervixClassifier:
         repo_id_or_dir: str | Path,
         revision: str | None = None,
         *,
-        device: str | None = None,
-        weights_file: str | Path | None = None,
-        backbone: Backbone | None = None,
-        engine: str = "auto",
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        force_download: bool = False,
+        backbone: OnnxBackbone | None = None,
+        threads: int | None = None,
     ) -> CervixClassifier:
         """Load a model from a local directory or a Hub repo.
 
         Args:
             repo_id_or_dir: a directory written by :meth:`save_pretrained` or a Hub model id.
             revision: Hub branch, tag or commit sha (a sha pins the exact model).
-            device: torch device for the backbone.
-            weights_file: local backbone weights to use instead of downloading them.
-            backbone: an already-built backbone to reuse (checked against the config).
-            engine: ``"auto"`` (ONNX Runtime on the CPU, torch on CUDA), ``"torch"`` or
-                ``"onnx"``; see :func:`cervix_hf.engines.plan_execution`.
+            token, cache_dir, local_files_only, force_download: as for
+                ``huggingface_hub.hf_hub_download``.
+            backbone: an already-loaded ONNX backbone to reuse (checked against the config).
+            threads: ONNX Runtime intra-op threads (default: this process's cores).
 
         Raises:
-            ModelLoadError / HubError: with what to fix (missing files, untrusted head types,
-                config/head/backbone mismatch, no connection).
+            ModelLoadError / HubError: with what to fix (missing or changed files, untrusted
+                head types, config/head/backbone mismatch, no connection).
         """
         path = Path(repo_id_or_dir)
         source: dict[str, str | None]
         if path.is_dir():
             config = CervixConfig.from_json(path / CONFIG_NAME)
-            files = {name: path / name for name in _head_files(config)}
+
+            def fetch(name: str) -> Path:
+                return path / name
+
             source = {"path": str(path.resolve())}
         else:
             repo_id = str(repo_id_or_dir)
-            cfg_path = hub.download_file(repo_id, CONFIG_NAME, revision)
+            options = hub.HubOptions(token, cache_dir, local_files_only, force_download)
+            cfg_path = hub.download_file(repo_id, CONFIG_NAME, revision, options=options)
             commit = hub.commit_of(cfg_path, revision)
             config = CervixConfig.from_json(cfg_path)
-            files = {name: hub.download_file(repo_id, name, commit) for name in _head_files(config)}
+
+            def fetch(name: str) -> Path:
+                return hub.download_file(repo_id, name, commit, options=options)
+
             source = {"repo_id": repo_id, "revision": commit}
-        head = load_head(files[config.head])
-        check_head(head, feature_dim=config.feature_dim, classes=config.labels, name=config.head)
+        head = load_skops(fetch(config.head))
+        check_classifier(
+            head, feature_dim=config.feature_dim, classes=config.labels, name=config.head
+        )
         cell_head = None
         if config.cell_type_head:
-            cell_head = load_head(files[config.cell_type_head])
-            check_head(
+            cell_head = load_skops(fetch(config.cell_type_head))
+            check_classifier(
                 cell_head,
                 feature_dim=config.feature_dim,
                 classes=config.cell_types or (),
@@ -257,27 +293,38 @@ class CervixClassifier:
             )
         novelty = None
         if config.novelty_detector:
-            novelty = load_head(files[config.novelty_detector])
+            novelty = load_skops(fetch(config.novelty_detector))
             if not hasattr(novelty, "steps") or not hasattr(novelty[-1], "kneighbors"):
                 raise ConfigMismatchError(
                     f"{config.novelty_detector} is not a cervix_hf unusual-image detector."
                 )
         if backbone is None:
-            backbone = create_backbone(
-                config.backbone,
-                pretrained=config.pretrained,
-                revision=config.backbone_revision,
-                init_seed=config.init_seed if config.init_seed is not None else 0,
-                weights_file=weights_file,
+            if config.backbone_onnx is None:  # saved before models carried their backbone
+                config, onnx_path = _export_backbone(config)
+            else:
+                onnx_path = fetch(config.backbone_onnx.file)
+            backbone = OnnxBackbone.load(
+                onnx_path,
+                sha256=config.backbone_onnx.sha256,
+                name=config.backbone,
                 data_config=config.data_config,
-                device=device,
-                engine=engine,
+                feature_dim=config.feature_dim,
+                threads=threads,
+                label=config.backbone_onnx.file,
             )
-        check_backbone(config, backbone)
+        elif config.backbone_onnx is None or backbone.sha256 != config.backbone_onnx.sha256:
+            raise ConfigMismatchError(
+                f"The given backbone ({backbone.sha256[:12]}) is not this model's "
+                "backbone.onnx; the predictions would not be the model's."
+            )
         return cls(config, backbone, head, cell_head, novelty=novelty, source=source)
 
     def push_to_hub(
-        self, repo_id: str, *, private: bool = False, commit_message: str | None = None
+        self,
+        repo_id: str,
+        *,
+        private: bool = False,
+        commit_message: str | None = None,
     ) -> str:
         """Create the repo if needed and upload the model in one commit.
 
@@ -294,6 +341,45 @@ class CervixClassifier:
             )
 
 
-def _head_files(config: CervixConfig) -> list[str]:
-    names = [config.head, config.cell_type_head, config.novelty_detector]
-    return [n for n in names if n]
+def _place_file(src: Path, dst: Path, sha256: str) -> None:
+    """Copy ``src`` to ``dst``, checking the bytes written against ``sha256``.
+
+    A copy, never a link: a model directory and the export cache must not share damage.
+    """
+    if dst.exists() and os.path.samefile(src, dst):
+        return
+    tmp = dst.with_name(f".{dst.name}.partial")
+    digest = hashlib.sha256()
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            while chunk := fin.read(4 * 1024 * 1024):
+                digest.update(chunk)
+                fout.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise ModelLoadError(
+                f"{src.name} changed on disk while the model was in use; the model was not saved."
+            )
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _export_backbone(config: CervixConfig) -> tuple[CervixConfig, Path]:
+    """For a model saved without ``backbone.onnx``: rebuild the torch backbone from the config
+    (checked against its weights hash), export its trunk (checked against torch) and record
+    the file in the config. Needs torch and timm."""
+    try:
+        from .predictor.export import export_backbone
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"This model was saved without backbone.onnx; exporting it needs torch and timm "
+            f"({exc}). Install them, or re-save the model with a current cervix_hf."
+        ) from None
+    from .features import backbone_for_config
+
+    logger.warning(
+        "%s has no backbone.onnx (saved by an older cervix_hf): exporting it once from torch.",
+        config.backbone,
+    )
+    path, record = export_backbone(backbone_for_config(config, device="cpu", engine="torch"))
+    return config.replace(backbone_onnx=record), path

@@ -18,6 +18,7 @@ from .labels import CELL_TYPES
 from .metrics import binary_metrics, multiclass_metrics
 from .modeling import CervixClassifier
 from .novelty import fit_novelty, novelty_scores
+from .predictor.export import serving_backbone
 from .split import train_test_split
 
 logger = logging.getLogger(__name__)
@@ -156,12 +157,15 @@ def train(opts: TrainOptions) -> TrainResult:
         ),
     }
     description = getattr(ds.info, "description", "") or ""
+    # the model serves (and is evaluated and saved) on its exported backbone.onnx
+    serving, onnx_file = serving_backbone(backbone)
     config = CervixConfig(
         backbone=backbone.name,
         backbone_revision=backbone.revision,
         pretrained=backbone.pretrained,
         init_seed=backbone.init_seed,
         weights_sha256=backbone.weights_sha256,
+        backbone_onnx=onnx_file,
         data_config=dict(backbone.data_config),
         feature_dim=backbone.feature_dim,
         grouping=data.grouping,
@@ -178,7 +182,7 @@ def train(opts: TrainOptions) -> TrainResult:
         test_size=opts.test_size,
         metrics=metrics,
     )
-    model = CervixClassifier(config, backbone, head, cell_head, novelty=detector)
+    model = CervixClassifier(config, serving, head, cell_head, novelty=detector)
     commit = None
     if opts.cv_folds:  # grouped CV, operating point, calibration, plots; pushes the directory
         from .evaluation import EvalOptions, evaluate_and_save

@@ -135,13 +135,15 @@ def served(trained_model_dir, tmp_path_factory):
     """The Gradio app serving the tiny trained model on 127.0.0.1: (url, model, examples)."""
     os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
     from cervix_hf.serving import load_served_model
-    from cervix_hf.webapp import build_app, launch_kwargs, write_examples
+    from cervix_hf.webapp import AppFiles, build_app, launch_kwargs, write_examples
 
     model, info = load_served_model(str(trained_model_dir), None)
     examples = write_examples(tmp_path_factory.mktemp("examples"))
-    app = build_app(model, info, examples=examples)
+    files = AppFiles()
+    app = build_app(model, info, examples=examples, files=files)
     kwargs = launch_kwargs(None, None)
     assert kwargs["server_name"] == "127.0.0.1"
     _, url, _ = app.launch(prevent_thread_lock=True, quiet=True, **kwargs)
     yield url, model, examples
     app.close()
+    files.close()

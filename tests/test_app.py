@@ -18,8 +18,17 @@ def test_bad_revision_stops_with_one_line(caplog, monkeypatch):
 
 def test_missing_hub_model_stops_with_what_to_set(hub, caplog):
     with caplog.at_level(logging.ERROR):
-        assert app.main(["--model", "tester/no-such-model"]) == 2
+        assert app.main(["--model", "tester/no-such-model", "--revision", "d" * 40]) == 2
     assert "not found" in caplog.text and "Traceback" not in caplog.text
+
+
+def test_an_unpinned_hub_model_is_refused_at_start(caplog, monkeypatch):
+    monkeypatch.delenv("CERVIX_ALLOW_UNPINNED", raising=False)
+    with caplog.at_level(logging.ERROR):
+        assert app.main(["--model", "tester/some-model"]) == 2
+    assert "no revision is pinned" in caplog.text and "--allow-unpinned" in caplog.text
+    monkeypatch.setenv("CERVIX_ALLOW_UNPINNED", "1")
+    assert app.parse_args([]).allow_unpinned
 
 
 def test_serves_a_model_pushed_to_the_hub_at_a_pinned_sha(hub, hub_repo_id, trained_model_dir):
@@ -45,7 +54,7 @@ def test_serves_a_model_pushed_to_the_hub_at_a_pinned_sha(hub, hub_repo_id, trai
     )
 
 
-def test_sigterm_stops_the_app_and_its_model_process(trained_model_dir, tmp_path):
+def test_one_torch_free_process_that_sigterm_stops_cleanly(trained_model_dir, tmp_path):
     import os
     import signal
     import socket
@@ -55,10 +64,13 @@ def test_sigterm_stops_the_app_and_its_model_process(trained_model_dir, tmp_path
     import urllib.request
     from pathlib import Path
 
+    from gradio_client import Client, handle_file
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = dict(os.environ, CERVIX_MODEL=str(trained_model_dir), GRADIO_ANALYTICS_ENABLED="False")
+    env["TMPDIR"] = str(tmp_path)  # the app's own files go here; they must be gone at exit
     env.pop("CERVIX_MODEL_REVISION", None)
     root = Path(__file__).resolve().parents[1]
     log = open(tmp_path / "app.log", "w")  # noqa: SIM115 (closed below)
@@ -78,15 +90,26 @@ def test_sigterm_stops_the_app_and_its_model_process(trained_model_dir, tmp_path
             except OSError:
                 assert time.monotonic() < end, "app.py did not come up"
                 time.sleep(0.2)
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        # the model process (multiprocessing also starts its resource tracker, which exits
-        # on its own once app.py is gone)
-        models = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
-        assert len(models) == 1, "the model process is a child of app.py"
+        example = tmp_path / "cell.png"
+        example.write_bytes(Path(_example(tmp_path)).read_bytes())
+        details = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
+            handle_file(str(example)), api_name="/predict"
+        )
+        assert details["label"] in ("Normal", "Abnormal")
+        assert not Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        assert "libtorch" not in maps and "onnxruntime" in maps  # one process, no torch
+        assert list(tmp_path.glob("cervix-app-*"))
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
         log.close()
-    assert not Path(f"/proc/{models[0]}").exists()  # stopped and reaped by app.py
+    assert not list(tmp_path.glob("cervix-app-*")), "the app's temporary folder is deleted"
+
+
+def _example(folder):
+    from cervix_hf.webapp import write_examples
+
+    return write_examples(folder)[3]

@@ -330,35 +330,6 @@ def test_undecodable_image_in_a_worker_is_our_error(onnx_tiny, tmp_path):
     assert not list(tmp_path.rglob("*.npy"))
 
 
-# -- serving ---------------------------------------------------------------------------------
-
-
-def test_serving_one_backbone_pass_per_image_and_batched(trained_model_dir):
-    from cervix_hf.modeling import CervixClassifier
-
-    model = CervixClassifier.from_pretrained(trained_model_dir)
-    assert model.backbone.engine == "onnx"
-    runner, calls = model.backbone.runner, []
-
-    def counting(batch):
-        calls.append(len(batch))
-        return runner(batch)
-
-    model.backbone.runner = counting
-    cells = generated_cells(20)
-    results = model.analyze(cells)  # the batch tab: 16 + 4, each image once
-    assert calls == [16, 4]
-    first = results[0]  # probabilities, cell types, unusual score and heat map from that pass
-    assert first.cell_types and first.novelty_score is not None and first.heatmap() is not None
-    reference = CervixClassifier.from_pretrained(trained_model_dir, engine="torch")
-    assert reference.backbone.engine == "torch"
-    np.testing.assert_allclose(
-        [r.p_positive for r in results],
-        [r.p_positive for r in reference.analyze(cells)],
-        atol=1e-4,
-    )
-
-
 def test_novelty_fast_path_equals_the_pipeline():
     from cervix_hf.novelty import _halves, fit_novelty
 

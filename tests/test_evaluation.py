@@ -7,6 +7,9 @@ import pytest
 import skops.io as sio
 
 from cervix_hf import evaluation
+from cervix_hf.artifacts import EXTRA_TRUSTED_TYPES
+from cervix_hf.artifacts import load_skops as load_head
+from cervix_hf.artifacts import save_skops as save_head
 from cervix_hf.errors import EvaluationError
 from cervix_hf.evaluation import (
     bootstrap_intervals,
@@ -17,7 +20,6 @@ from cervix_hf.evaluation import (
     seed_labels,
     seed_protocol,
 )
-from cervix_hf.head import EXTRA_TRUSTED_TYPES, load_head, save_head
 from cervix_hf.metrics import binary_metrics, reliability
 
 

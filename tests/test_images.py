@@ -553,3 +553,56 @@ def test_pixel_limit_applies_to_every_kind_of_input():
     for src in (encode(small), small, np.asarray(small)):
         with pytest.raises(ImageLoadError, match="10,000 pixels, over the limit of 5,000"):
             load_image(src, max_pixels=5000)
+
+
+def ico_with_png(width: int, height: int) -> bytes:
+    """An ICO whose one entry is a PNG declaring width x height (IHDR only: no pixel data)."""
+    png = crafted_png(width, height, 8, 2)
+    entry = struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(png), 6 + 16)
+    return struct.pack("<HHH", 0, 1, 1) + entry + png
+
+
+def test_container_formats_are_refused_before_anything_is_decoded(monkeypatch):
+    def no_decoding(self):
+        raise AssertionError("decoding started")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    for data in (ico_with_png(13_000, 13_000), b"icns" + struct.pack(">I", 8) + b"\0" * 64):
+        with pytest.raises(ImageLoadError, match="not an image file we can read"):
+            load_image(data)
+
+
+def test_messages_name_the_file_never_a_path_or_library_text(tmp_path):
+    secret = tmp_path / "server-side" / "folder"
+    secret.mkdir(parents=True)
+    for name, data in [
+        ("cut.png", noisy("PNG")[:3000]),
+        ("flipped.png", (lambda b: b[:60] + bytes([b[60] ^ 0xFF]) + b[61:])(noisy("PNG"))),
+        ("notes.png", b"plain text"),
+    ]:
+        path = secret / name
+        path.write_bytes(data)
+        with pytest.raises(ImageLoadError) as caught:
+            load_image(path)
+        message = str(caught.value)
+        assert message.startswith(f"{name}: ") and str(secret) not in message
+        assert "Error" not in message and "errno" not in message.lower()
+    with pytest.raises(ImageLoadError) as caught:
+        load_image(secret / "missing.png")
+    assert str(secret) not in str(caught.value) and "missing.png" in str(caught.value)
+
+
+def test_float_images_convert_without_whole_float64_copies():
+    import tracemalloc
+
+    big = np.linspace(-1.0, 3.0, 2000 * 1500, dtype=np.float32).reshape(1500, 2000)
+    tracemalloc.start()
+    out = load_image(big)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # the array is 12 MB; a float64 copy alone would be 24 MB, the old path held several
+    assert peak < 20 * 2**20, peak
+    pixels = np.asarray(out)[:, :, 0]
+    assert pixels[0, 0] == 0 and pixels[-1, -1] == 255
+    expected = np.floor(np.clip((big.astype(np.float64) + 1.0) / 4.0 * 255 + 0.5, 0, 255))
+    np.testing.assert_array_equal(pixels, expected.astype(np.uint8))

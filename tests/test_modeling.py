@@ -26,12 +26,16 @@ def test_model_directory_is_complete(trained_model_dir):
         "config.json",
         "README.md",
         "metrics.json",
+        "backbone.onnx",
     } <= names
     assert not any(n.endswith((".pkl", ".pickle", ".joblib")) for n in names)
     cfg = json.loads((trained_model_dir / "config.json").read_text())
     assert cfg["backbone"] == "test_resnet" and cfg["pretrained"] is False
     assert cfg["feature_dim"] == 96 and cfg["grouping"] == "clinical"
     assert cfg["synthetic_data"] is True and cfg["versions"]["timm"]
+    from cervix_hf.artifacts import sha256_file
+
+    assert cfg["backbone_onnx"]["sha256"] == sha256_file(trained_model_dir / "backbone.onnx")
 
 
 def test_local_round_trip_gives_identical_predictions(trained_model_dir, cell_paths, tmp_path):
@@ -79,16 +83,62 @@ def test_config_head_mismatch_is_refused(trained_model_dir, tmp_path):
         CervixClassifier.from_pretrained(bad)
 
 
-def test_other_backbone_weights_are_refused(trained_model_dir, tmp_path):
+def test_a_changed_backbone_onnx_is_refused_before_it_runs(trained_model_dir, tmp_path):
     bad = copy_model(trained_model_dir, tmp_path / "bad")
-    cfg = json.loads((bad / "config.json").read_text())
-    cfg["init_seed"] = 7  # rebuilds a different random backbone than the head saw
-    (bad / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ConfigMismatchError, match="other weights"):
+    onnx = bad / "backbone.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[-100] ^= 0xFF  # one flipped byte in the weights
+    onnx.write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="does not match the SHA-256"):
         CervixClassifier.from_pretrained(bad)
-    other = create_backbone("test_resnet", pretrained=False, init_seed=3, device="cpu")
-    with pytest.raises(ConfigMismatchError, match="other weights"):
+    onnx.unlink()
+    with pytest.raises(ModelLoadError, match="missing"):
+        CervixClassifier.from_pretrained(bad)
+
+
+def test_another_models_backbone_is_refused(trained_model_dir, tmp_path):
+    from cervix_hf.predictor.export import serving_backbone
+
+    other, _ = serving_backbone(
+        create_backbone("test_resnet", pretrained=False, init_seed=3, device="cpu")
+    )
+    with pytest.raises(ConfigMismatchError, match=r"not this model's backbone\.onnx"):
         CervixClassifier.from_pretrained(trained_model_dir, backbone=other)
+
+
+def test_a_model_saved_without_backbone_onnx_is_exported_on_load(
+    trained_model_dir, cell_paths, tmp_path
+):
+    old = copy_model(trained_model_dir, tmp_path / "old")
+    cfg = json.loads((old / "config.json").read_text())
+    del cfg["backbone_onnx"]
+    cfg["format_version"] = 1
+    (old / "config.json").write_text(json.dumps(cfg))
+    (old / "backbone.onnx").unlink()
+    model = CervixClassifier.from_pretrained(old)
+    reference = CervixClassifier.from_pretrained(trained_model_dir)
+    np.testing.assert_allclose(
+        model.predict_proba(cell_paths), reference.predict_proba(cell_paths), rtol=1e-5
+    )
+    assert model.config.backbone_onnx.sha256 == reference.config.backbone_onnx.sha256
+    cfg["init_seed"] = 7  # other random weights than the head was trained on
+    (old / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigMismatchError, match="other weights"):
+        CervixClassifier.from_pretrained(old)
+
+
+def test_predicting_imports_neither_torch_nor_timm(trained_model_dir, cell_paths):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from cervix_hf.modeling import CervixClassifier; "
+        f"m = CervixClassifier.from_pretrained({str(trained_model_dir)!r}); "
+        f"r = m.analyze({cell_paths[:2]!r}); m.predict_proba({cell_paths[0]!r}); "
+        "print(sorted(n for n in ('torch', 'timm', 'torchvision') if n in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_not_a_model_directory(tmp_path):
@@ -102,6 +152,7 @@ def test_hub_round_trip_at_pinned_commit(hub, hub_repo_id, trained_model_dir, ce
     assert len(sha) == 40
     files = hub.files(hub_repo_id, revision=sha)
     assert {"head.skops", "config.json", "README.md", "cell_type_head.skops"} <= set(files)
+    assert "backbone.onnx" in files
     assert f'from_pretrained("{hub_repo_id}")' in files["README.md"].decode()
     assert hub.last_token == "hf_loopback_test_token"
 
@@ -129,3 +180,26 @@ def test_hub_errors_are_clear(hub, hub_repo_id):
         CervixClassifier.from_pretrained(hub_repo_id)
     with pytest.raises(HubError, match="does not exist"):
         CervixClassifier.from_pretrained(hub_repo_id, revision="no-such-branch")
+
+
+def test_analyze_runs_one_backbone_pass_per_batch_and_agrees_with_torch(trained_model_dir):
+    from cervix_hf.features import backbone_for_config
+    from cervix_hf.synthetic import make_cell
+
+    model = CervixClassifier.from_pretrained(trained_model_dir)
+    real, calls = model.backbone.feature_map, []
+
+    def counting(batch):
+        calls.append(len(batch))
+        return real(batch)
+
+    model.backbone.feature_map = counting
+    rng = np.random.default_rng(5)
+    cells = [make_cell(t, rng) for t in model.config.cell_types for _ in range(4)]
+    results = model.analyze(cells)  # 20 images: 8 + 8 + 4, each image once
+    assert calls == [8, 8, 4]
+    first = results[0]  # probabilities, cell types, unusual score and heat map from that pass
+    assert first.cell_types and first.novelty_score is not None and first.heatmap() is not None
+    torch_backbone = backbone_for_config(model.config, device="cpu", engine="torch")
+    reference = model.head.predict_proba(torch_backbone.embed(cells))[:, 1]
+    np.testing.assert_allclose([r.p_positive for r in results], reference, atol=1e-5)

@@ -1,70 +1,70 @@
-"""The model process behind app.py: same answers as in-process, clear errors, clean stops."""
+"""Which model the app serves: pinned Hub models, local directories, the demo; never torch."""
 
-import numpy as np
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
-from PIL import Image
 
 from cervix_hf.errors import ModelLoadError
-from cervix_hf.serving import check_revision, start_model_process
+from cervix_hf.serving import UNPINNED_NOTE, check_revision, check_source, load_served_model
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def remote(trained_model_dir):
-    pending = start_model_process(str(trained_model_dir), None)
-    model, info = pending.wait()
-    yield model, info
-    model.close()
+def test_revision_must_be_a_full_sha():
+    assert check_revision(None) is None and check_revision("") is None
+    assert check_revision("a" * 40) == "a" * 40
+    for bad in ("main", "abc123", "A" * 40, "v1.0"):
+        with pytest.raises(ModelLoadError, match="40-character"):
+            check_revision(bad)
 
 
-def test_answers_like_the_model_in_process(remote, served):
-    from cervix_hf.modeling import CervixClassifier
-
-    model, info = remote
-    local = CervixClassifier.from_pretrained(served[1].source["path"])
-    examples = [Image.open(p).convert("RGB") for p in served[2][:3]]
-    got, want = model.analyze(examples), local.analyze(examples)
-    assert [r.decision for r in got] == [r.decision for r in want]
-    for g, w in zip(got, want, strict=True):
-        assert g.probabilities == pytest.approx(w.probabilities, rel=1e-5)
-        np.testing.assert_allclose(g.contributions, w.contributions, rtol=1e-4, atol=1e-6)
-        assert g.cell_types == pytest.approx(w.cell_types, rel=1e-5)
-        assert g.unusual == w.unusual and g.view.size == w.view.size
-    assert model.config == local.config and model.source == local.source
-    assert (model.has_cell_types, model.logit_name) == (local.has_cell_types, local.logit_name)
-    assert not info.demo and info.source == served[1].source["path"]
+def test_sources_are_checked_before_anything_loads(tmp_path):
+    check_source(None, None)
+    check_source(str(tmp_path), None)
+    with pytest.raises(ModelLoadError, match="applies to Hub repos"):
+        check_source(str(tmp_path), "b" * 40)
+    with pytest.raises(ModelLoadError, match="no revision is pinned"):
+        check_source("someone/model", None)
+    check_source("someone/model", None, allow_unpinned=True)
+    check_source("someone/model", "c" * 40)
 
 
-def test_the_page_runs_on_the_model_process(remote, served):
-    from cervix_hf.webapp import HeatmapFiles, predict_one
+def test_pinned_and_explicitly_unpinned_hub_models(hub, hub_repo_id, trained_model_dir):
+    from cervix_hf import CervixClassifier
 
-    model, _ = remote
-    label, decision, heat, types, details = predict_one(model, served[2][0], HeatmapFiles())
-    local = served[1].analyze([served[2][0]])[0]
-    assert label == pytest.approx(local.probabilities, rel=1e-5)
-    assert local.cell_types and types == pytest.approx(local.cell_types, rel=1e-5)
-    assert "Decision" in decision and Image.open(heat).size == local.view.size
-    assert details["heatmap"]["of"] == "logit"
-
-
-def test_a_model_that_cannot_load_stops_with_its_reason(tmp_path):
-    empty = tmp_path / "not-a-model"
-    empty.mkdir()
-    pending = start_model_process(str(empty), None)
-    with pytest.raises(ModelLoadError, match=r"config\.json"):
-        pending.wait()
-    assert not pending._process.is_alive()
+    sha = CervixClassifier.from_pretrained(trained_model_dir).push_to_hub(hub_repo_id)
+    model, info = load_served_model(hub_repo_id, sha)
+    assert info.revision == sha and UNPINNED_NOTE not in info.notes
+    assert model.source == {"repo_id": hub_repo_id, "revision": sha}
+    with pytest.raises(ModelLoadError, match="no revision is pinned"):
+        load_served_model(hub_repo_id, None)
+    model, info = load_served_model(hub_repo_id, None, allow_unpinned=True)
+    assert UNPINNED_NOTE in info.notes and info.revision == sha
 
 
-def test_bad_revision_fails_before_any_process_starts():
-    with pytest.raises(ModelLoadError, match="40-character"):
-        start_model_process("tester/model", "main")
-    assert check_revision("b" * 40) == "b" * 40
-
-
-def test_a_stopped_model_process_gives_a_clear_error(trained_model_dir):
-    model, _ = start_model_process(str(trained_model_dir), None).wait()
-    model._process.terminate()
-    model._process.join(10)
-    with pytest.raises(ModelLoadError, match="model process stopped"):
-        model.analyze([Image.new("RGB", (64, 64), (200, 120, 160))])
-    model.close()
+def test_the_demo_is_built_in_a_child_and_served_without_torch(tmp_path):
+    # a fresh process: the demo model is trained in ITS child (torch there), then this process
+    # loads and serves it, and must never have imported torch, timm or torchvision
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from cervix_hf.demo import load_demo_model
+        from cervix_hf.webapp import AppFiles, build_app, predict_api, write_examples
+        from cervix_hf.serving import ModelInfo
+        model = load_demo_model({str(tmp_path)!r}, backbone="test_resnet", per_type=12)
+        examples = write_examples({str(tmp_path)!r})
+        app = build_app(model, ModelInfo("demo", demo=True), examples, AppFiles(prune_every=0))
+        print(predict_api(model, examples[0])["label"])
+        print(sorted(m for m in ("torch", "timm", "torchvision") if m in sys.modules))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True
+    )
+    label, modules = out.stdout.strip().splitlines()[-2:]
+    assert label in ("Normal", "Abnormal") and modules == "[]"
+    assert (tmp_path / "demo-model" / "backbone.onnx").is_file()

@@ -3,6 +3,7 @@
 import concurrent.futures
 import csv
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,15 @@ from PIL import Image
 
 from cervix_hf.errors import ModelLoadError
 from cervix_hf.serving import check_revision
+
+
+@pytest.fixture
+def app_files():
+    from cervix_hf.webapp import AppFiles
+
+    files = AppFiles(prune_every=0)
+    yield files
+    files.close()
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +73,18 @@ def test_predict_heatmap_is_the_exact_contribution_grid(client, served):
     assert heat["of"] == "logit"
 
 
-def test_page_event_shows_label_decision_picture_and_types(served, tmp_path):
-    from cervix_hf.webapp import HeatmapFiles, predict_one
+def test_page_event_shows_label_decision_picture_and_types(served, app_files):
+    from cervix_hf.webapp import predict_page
 
     _, model, examples = served
-    label, decision, heat, types, details = predict_one(model, examples[3], HeatmapFiles())
-    assert label == details["probabilities"] and set(label) == {"Normal", "Abnormal"}
-    assert f"Decision: **{details['label']}**" in decision
-    assert Image.open(heat).size == (160, 160)
-    assert types == details["cell_types"] and set(types) == set(model.config.cell_types)
+    r = predict_page(model, examples[3], app_files)
+    assert r.probabilities == r.details["probabilities"]
+    assert set(r.probabilities) == {"Normal", "Abnormal"}
+    assert f"Decision: **{r.details['label']}**" in r.decision
+    assert Image.open(r.heatmap).size == (160, 160)
+    assert r.heatmap.startswith(str(app_files.dir))
+    assert r.cell_types == r.details["cell_types"]
+    assert set(r.cell_types) == set(model.config.cell_types)
 
 
 def test_bad_file_gives_a_readable_error(client, tmp_path):
@@ -126,14 +139,13 @@ def test_unusual_images_are_flagged_through_the_api(client, tmp_path):
     assert details["unusual"] is True and details["novelty_score"] > 1.0
 
 
-def test_page_shows_the_unusual_image_warning(served, tmp_path):
-    from cervix_hf.webapp import predict_one
+def test_page_shows_the_unusual_image_warning(served, tmp_path, app_files):
+    from cervix_hf.webapp import predict_page
 
     _, model, _ = served
     flat = tmp_path / "flat.png"
     Image.new("RGB", (96, 96), (200, 200, 200)).save(flat)
-    _, decision, *_ = predict_one(model, str(flat))
-    assert "Unusual image" in decision
+    assert "Unusual image" in predict_page(model, str(flat), app_files).decision
 
 
 def test_concurrent_callers(served):
@@ -182,3 +194,51 @@ def test_readme_documents_every_key_predict_returns(client, served):
     keys = [*result, *result["heatmap"], *result["model"]]
     missing = [k for k in keys if f'"{k}"' not in api_block]
     assert not missing, f"README's API example does not show {missing}"
+
+
+def test_a_failing_backbone_is_logged_and_the_app_keeps_serving(client, served, caplog):
+    from gradio_client import handle_file
+
+    from cervix_hf.webapp import INTERNAL_ERROR
+
+    _, model, examples = served
+    original = model.backbone.feature_map
+
+    def broken(batch):
+        raise RuntimeError("session exploded at /srv/secret/path")
+
+    model.backbone.feature_map = broken
+    try:
+        with caplog.at_level("ERROR"), pytest.raises(Exception) as caught:
+            client.predict(handle_file(examples[0]), api_name="/predict")
+    finally:
+        model.backbone.feature_map = original
+    assert INTERNAL_ERROR in str(caught.value) and "/srv/secret" not in str(caught.value)
+    assert "session exploded" in caplog.text and "Traceback" in caplog.text
+    again = client.predict(handle_file(examples[0]), api_name="/predict")
+    assert again["label"] in ("Normal", "Abnormal")
+
+
+def test_errors_name_the_upload_not_the_server_path(client, tmp_path):
+    from gradio_client import handle_file
+
+    bad = tmp_path / "truncated.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    with pytest.raises(Exception) as caught:
+        client.predict(handle_file(str(bad)), api_name="/predict")
+    message = str(caught.value)
+    assert "truncated.png" in message and "/tmp" not in message and "gradio" not in message
+
+
+def test_batch_csv_lives_in_the_apps_folder_and_is_escaped(client, served, tmp_path):
+    from gradio_client import handle_file
+
+    _, _, examples = served
+    zpath = tmp_path / "@cells.zip"  # a name a spreadsheet would read as a formula
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.write(examples[0], "a.png")
+    table, csv_file = client.predict([handle_file(str(zpath))], api_name="/predict_batch")
+    assert table["data"][0][0] == "@cells.zip/a.png"
+    assert Path(csv_file).name.startswith("cervix-batch-")
+    with open(csv_file, newline="") as fh:
+        assert list(csv.reader(fh))[1][0] == "'@cells.zip/a.png"

@@ -1,0 +1,40 @@
+"""The Gradio app: the page and API (``page``), what the endpoints compute (``handlers``),
+a batch's files one at a time (``uploads``) and the app's own temporary files (``files``)."""
+
+from .files import AppFiles, csv_cell
+from .handlers import (
+    API_DISCLAIMER,
+    BATCH_HEADERS,
+    BatchResult,
+    PageResult,
+    ServedModel,
+    analysis_json,
+    predict_api,
+    predict_batch,
+    predict_page,
+)
+from .page import DISCLAIMER, INTERNAL_ERROR, build_app, guarded, launch_kwargs, write_examples
+from .uploads import BatchLimits, UploadEntry, iter_entries
+
+__all__ = [
+    "API_DISCLAIMER",
+    "BATCH_HEADERS",
+    "DISCLAIMER",
+    "INTERNAL_ERROR",
+    "AppFiles",
+    "BatchLimits",
+    "BatchResult",
+    "PageResult",
+    "ServedModel",
+    "UploadEntry",
+    "analysis_json",
+    "build_app",
+    "csv_cell",
+    "guarded",
+    "iter_entries",
+    "launch_kwargs",
+    "predict_api",
+    "predict_batch",
+    "predict_page",
+    "write_examples",
+]

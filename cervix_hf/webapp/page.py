@@ -1,0 +1,220 @@
+"""The Gradio page and its API: one image or a batch -> probabilities, decision, heat map.
+
+``app.py`` is a thin shell over :func:`build_app`. The components hand uploads over untouched
+(``gr.File``), so our own loader reads every file. Errors reach the user as ``gr.Error`` with
+our message; anything unexpected is logged with its traceback on the server and the user gets
+a plain message (``show_error`` is off, so no library text or server path ever leaves).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import gradio as gr
+
+from ..errors import CervixError
+from ..images import MAX_FILE_BYTES
+from ..serving import ModelInfo
+from .files import MAX_AGE_SECONDS, AppFiles
+from .handlers import (
+    API_DISCLAIMER,
+    BATCH_HEADERS,
+    ServedModel,
+    predict_api,
+    predict_batch,
+    predict_page,
+)
+
+logger = logging.getLogger(__name__)
+
+DISCLAIMER = (
+    "Research demo, **not a diagnostic device**. The output is a probability from a model, "
+    "never medical advice; a cytologist must read every slide."
+)
+QUEUE_MAX_SIZE = 32
+CONCURRENCY_LIMIT = 1  # the backbone already uses every core for one batch
+INTERNAL_ERROR = (
+    "The model could not analyse this request; the error was logged on the server. Try again, "
+    "or try another image."
+)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(fn: F) -> F:
+    """Our errors become ``gr.Error`` with their message; anything else is logged with its
+    traceback and answered with :data:`INTERNAL_ERROR`. The app keeps serving either way."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CervixError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        except Exception:
+            logger.exception("%s failed", fn.__name__)
+            raise gr.Error(INTERNAL_ERROR, print_exception=False) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def model_markdown(model: ServedModel, info: ModelInfo) -> str:
+    """The line under the title: which model, pinned where, and its warnings."""
+    cfg = model.config
+    where = info.source + (f" @ `{info.revision}`" if info.revision else "")
+    lines = [
+        f"**Model:** {where} — backbone `{cfg.backbone}` "
+        f"({'pretrained' if cfg.pretrained else 'random init'}), grouping `{cfg.grouping}`, "
+        f"decision threshold {cfg.decision_threshold:.3f}."
+    ]
+    lines += [f"\n> ⚠️ **{note}**" for note in info.notes]
+    return "\n".join(lines)
+
+
+def build_app(
+    model: ServedModel,
+    info: ModelInfo,
+    examples: list[str] | None = None,
+    files: AppFiles | None = None,
+) -> gr.Blocks:
+    """The Gradio Blocks app serving ``model`` (endpoints ``/predict`` and ``/predict_batch``).
+
+    Args:
+        model: what to serve. info: what the page says about it. examples: example images.
+        files: where the app writes heat maps and CSVs (default: a new :class:`AppFiles`,
+            deleted when the process exits; close it yourself to delete it sooner).
+    """
+    files = files or AppFiles()
+
+    @guarded
+    def show(image_file: Any) -> tuple[Any, ...]:
+        """Classify one single-cell image and show everything on the page."""
+        r = predict_page(model, image_file, files)
+        return r.probabilities, r.decision, r.heatmap, r.cell_types, r.details
+
+    @guarded
+    def predict(image_file: Any) -> dict[str, Any]:
+        """Classify one single-cell image as Normal or Abnormal (numbers only)."""
+        return predict_api(model, image_file)
+
+    @guarded
+    def classify_batch(image_files: Any) -> tuple[list[list[Any]], str]:
+        """Classify several images (or zips of images): one row per file, plus a CSV."""
+        result = predict_batch(model, image_files, files)
+        return result.rows, result.csv_path
+
+    has_types = model.has_cell_types
+    with gr.Blocks(
+        title="cervix_hf: Pap-smear cell screening demo",
+        delete_cache=(MAX_AGE_SECONDS // 2, MAX_AGE_SECONDS),
+    ) as app:
+        gr.Markdown("# Single-cell Pap-smear classifier (Normal vs Abnormal)")
+        gr.Markdown(f"> {DISCLAIMER}")
+        gr.Markdown(model_markdown(model, info))
+        with gr.Tab("One image"):
+            with gr.Row():
+                with gr.Column():
+                    upload = gr.File(
+                        label="Single-cell image (BMP, PNG, JPEG, TIFF...)",
+                        file_count="single",
+                        file_types=["image"],
+                        type="filepath",
+                    )
+                    run = gr.Button("Classify", variant="primary")
+                    if examples:
+                        gr.Examples(examples, inputs=upload, label="Synthetic example cells")
+                with gr.Column():
+                    label = gr.Label(num_top_classes=2, label="Normal vs Abnormal")
+                    decision = gr.Markdown()
+                    heat = gr.Image(
+                        type="filepath",
+                        label="Heat map: red pushed towards Abnormal, blue towards Normal",
+                        interactive=False,
+                    )
+                    types = gr.Label(
+                        num_top_classes=5, label="Cell type (SIPaKMeD classes)", visible=has_types
+                    )
+                    details = gr.JSON(label="Details (as returned by the API)")
+            run.click(
+                show,
+                inputs=upload,
+                outputs=[label, decision, heat, types, details],
+                api_visibility="private",  # programs call /predict: numbers, no picture
+                concurrency_limit=CONCURRENCY_LIMIT,
+                concurrency_id="backbone",
+            )
+            # the API: one dict, no files for the client to fetch afterwards
+            api_result = gr.JSON(visible=False, label="result")
+            gr.Button(visible=False).click(
+                predict,
+                inputs=upload,
+                outputs=api_result,
+                api_name="predict",
+                api_description=(
+                    f"Classify one single-cell image. {API_DISCLAIMER} Returns one dict: "
+                    "label, p_abnormal, probabilities, threshold, unusual, novelty_score, "
+                    "cell_types, logit, heatmap (the exact per-location contributions to the "
+                    "logit over the model's input crop, and the intercept), model, disclaimer."
+                ),
+                concurrency_limit=CONCURRENCY_LIMIT,
+                concurrency_id="backbone",
+            )
+        with gr.Tab("Batch"):
+            batch_files = gr.File(
+                label="Images or zip archives",
+                file_count="multiple",
+                file_types=["image", ".zip"],
+                type="filepath",
+            )
+            run_batch = gr.Button("Classify all", variant="primary")
+            table = gr.Dataframe(headers=BATCH_HEADERS, label="Results", interactive=False)
+            csv_out = gr.File(label="CSV")
+            run_batch.click(
+                classify_batch,
+                inputs=batch_files,
+                outputs=[table, csv_out],
+                api_name="predict_batch",
+                api_description=(
+                    f"Classify several images or zips. {API_DISCLAIMER} Returns a table with "
+                    "columns file, p_abnormal, decision, unusual, error, and a CSV file."
+                ),
+                concurrency_limit=CONCURRENCY_LIMIT,
+                concurrency_id="backbone",
+            )
+        gr.Markdown(
+            "Programs: see the API page (link below) or README for `gradio_client` calls. "
+            "Reuse the model without Gradio: `CervixClassifier.from_pretrained(repo_id, "
+            "revision=sha)`."
+        )
+    app.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=CONCURRENCY_LIMIT)
+    return app
+
+
+def launch_kwargs(host: str | None, port: int | None) -> dict[str, Any]:
+    """Launch settings: loopback unless told otherwise, upload size limit, no raw errors."""
+    return {
+        "server_name": host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+        "server_port": port,
+        "max_file_size": MAX_FILE_BYTES * 10,  # batch zips; single images are checked by us
+        "show_error": False,  # gr.Error messages (ours) are shown; nothing else is
+    }
+
+
+def write_examples(folder: str | os.PathLike) -> list[str]:
+    """Write one generated cell per type into ``folder`` (synthetic, not medical images)."""
+    import numpy as np
+
+    from ..labels import CELL_TYPES
+    from ..synthetic import make_cell
+
+    rng = np.random.default_rng(2024)
+    out = []
+    for cell_type in CELL_TYPES:
+        path = Path(folder) / f"synthetic_{cell_type}.png"
+        make_cell(cell_type, rng).save(path)
+        out.append(str(path))
+    return out
