@@ -17,8 +17,6 @@ import os
 import signal
 import sys
 import tempfile
-import threading
-from typing import Any
 
 from cervix_hf.cli import setup_logging
 from cervix_hf.errors import CervixError
@@ -53,34 +51,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-class _Loader(threading.Thread):
-    """Loads the model while the main thread imports Gradio: ONNX Runtime builds its session
-    outside the GIL, so the two overlap."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        super().__init__(name="cervix-load", daemon=True)
-        self.args = args
-        self.result: tuple[Any, Any] | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        from cervix_hf.serving import load_served_model
-
-        try:
-            self.result = load_served_model(
-                self.args.model, self.args.revision, allow_unpinned=self.args.allow_unpinned
-            )
-        except BaseException as exc:  # handed to the main thread, which reports it
-            self.error = exc
-
-    def wait(self) -> tuple[Any, Any]:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
-
-
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     # a Space (or any supervisor) stops the app with SIGTERM: leave through the same path as
     # Ctrl-C, so temporary files are deleted before the process exits
@@ -91,20 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     """Load the model, build the app and serve it until interrupted."""
     args = parse_args(argv)
     setup_logging()
-    from cervix_hf.serving import check_source
+    from cervix_hf.serving import check_source, load_served_model
 
     try:
         check_source(args.model, args.revision, args.allow_unpinned)  # before anything loads
     except CervixError as exc:
         logger.error("Cannot start: %s", exc)
         return 2
-    loader = _Loader(args)
-    loader.start()
     from cervix_hf.webapp import AppFiles, build_app, launch_kwargs, write_examples
 
     files = AppFiles()
     try:
-        model, info = loader.wait()
+        model, info = load_served_model(
+            args.model, args.revision, allow_unpinned=args.allow_unpinned
+        )
         with tempfile.TemporaryDirectory(prefix="cervix-examples-") as examples_dir:
             app = build_app(model, info, examples=write_examples(examples_dir), files=files)
             app.launch(**launch_kwargs(args.host, args.port))

@@ -59,14 +59,14 @@ def _build_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _load(out: Path) -> CervixClassifier | None:
+def _load(out: Path, warm_up: bool = False) -> CervixClassifier | None:
     """The cached demo model, or None (missing; a stale one is rebuilt, with a warning)."""
     if not (out / "config.json").exists():
         return None
     from .modeling import CervixClassifier
 
     try:
-        return CervixClassifier.from_pretrained(out)
+        return CervixClassifier.from_pretrained(out, warm_up=warm_up)
     except ModelLoadError as exc:
         logger.warning("Rebuilding the cached demo model (%s)", exc)
         return None
@@ -77,6 +77,7 @@ def load_demo_model(
     *,
     backbone: str = DEFAULT_DEMO_BACKBONE,
     per_type: int = DEMO_PER_TYPE,
+    warm_up: bool = False,
 ) -> CervixClassifier:
     """The cached demo model, built first (in a child process with torch) if needed.
 
@@ -84,11 +85,11 @@ def load_demo_model(
         ModelLoadError: the build failed (its log is above).
     """
     out = demo_model_dir(cache_dir)
-    model = _load(out)
+    model = _load(out, warm_up)
     if model is not None:
         return model
     with _build_lock(out.with_name("demo-model.lock")):
-        model = _load(out)  # another process may have built it while we waited
+        model = _load(out, warm_up)  # another process may have built it while we waited
         if model is not None:
             return model
         logger.info("Building the offline demo model (first start only) into %s", out)
@@ -104,7 +105,7 @@ def load_demo_model(
                 f"Building the demo model failed (exit code {done.returncode}; its log is "
                 "above). Set CERVIX_MODEL to a trained model instead."
             )
-        model = _load(out)
+        model = _load(out, warm_up)
     if model is None:
         raise ModelLoadError(f"The demo model built into {out} does not load; see the log above.")
     return model

@@ -10,12 +10,14 @@ onnxruntime, numpy, Pillow, scikit-learn and skops only; training needs torch an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +245,7 @@ class CervixClassifier:
         force_download: bool = False,
         backbone: OnnxBackbone | None = None,
         threads: int | None = None,
+        warm_up: bool = False,
     ) -> CervixClassifier:
         """Load a model from a local directory or a Hub repo.
 
@@ -253,6 +256,8 @@ class CervixClassifier:
                 ``huggingface_hub.hf_hub_download``.
             backbone: an already-loaded ONNX backbone to reuse (checked against the config).
             threads: ONNX Runtime intra-op threads (default: this process's cores).
+            warm_up: run one blank image once loaded (servers: the first request is then as
+                fast as the next).
 
         Raises:
             ModelLoadError / HubError: with what to fix (missing or changed files, untrusted
@@ -278,45 +283,26 @@ class CervixClassifier:
                 return hub.download_file(repo_id, name, commit, options=options)
 
             source = {"repo_id": repo_id, "revision": commit}
-        head = load_skops(fetch(config.head))
-        check_classifier(
-            head, feature_dim=config.feature_dim, classes=config.labels, name=config.head
-        )
-        cell_head = None
-        if config.cell_type_head:
-            cell_head = load_skops(fetch(config.cell_type_head))
-            check_classifier(
-                cell_head,
-                feature_dim=config.feature_dim,
-                classes=config.cell_types or (),
-                name=config.cell_type_head,
-            )
-        novelty = None
-        if config.novelty_detector:
-            novelty = load_skops(fetch(config.novelty_detector))
-            if not hasattr(novelty, "steps") or not hasattr(novelty[-1], "kneighbors"):
+        with ThreadPoolExecutor(1, thread_name_prefix="cervix-backbone") as pool:
+            # ONNX Runtime reads and optimises the graph outside the GIL, while this thread
+            # imports skops and reads the heads
+            pending = None
+            if backbone is None:
+                if config.backbone_onnx is None:  # saved before models carried their backbone
+                    config, onnx_path = _export_backbone(config)
+                    locate = functools.partial(Path, onnx_path)
+                else:
+                    locate = functools.partial(fetch, config.backbone_onnx.file)
+                pending = pool.submit(_load_backbone, config, locate, warm_up, threads)
+            elif config.backbone_onnx is None or backbone.sha256 != config.backbone_onnx.sha256:
                 raise ConfigMismatchError(
-                    f"{config.novelty_detector} is not a cervix_hf unusual-image detector."
+                    f"The given backbone ({backbone.sha256[:12]}) is not this model's "
+                    "backbone.onnx; the predictions would not be the model's."
                 )
-        if backbone is None:
-            if config.backbone_onnx is None:  # saved before models carried their backbone
-                config, onnx_path = _export_backbone(config)
-            else:
-                onnx_path = fetch(config.backbone_onnx.file)
-            backbone = OnnxBackbone.load(
-                onnx_path,
-                sha256=config.backbone_onnx.sha256,
-                name=config.backbone,
-                data_config=config.data_config,
-                feature_dim=config.feature_dim,
-                threads=threads,
-                label=config.backbone_onnx.file,
-            )
-        elif config.backbone_onnx is None or backbone.sha256 != config.backbone_onnx.sha256:
-            raise ConfigMismatchError(
-                f"The given backbone ({backbone.sha256[:12]}) is not this model's "
-                "backbone.onnx; the predictions would not be the model's."
-            )
+            head, cell_head, novelty = _load_heads(config, fetch)
+            if pending is not None:
+                backbone = pending.result()
+        assert backbone is not None
         return cls(config, backbone, head, cell_head, novelty=novelty, source=source)
 
     def push_to_hub(
@@ -339,6 +325,45 @@ class CervixClassifier:
                 private=private,
                 commit_message=commit_message or f"Upload cervix_hf model ({self.config.backbone})",
             )
+
+
+def _load_heads(config: CervixConfig, fetch: Callable[[str], Path]) -> tuple[Any, Any, Any]:
+    """The binary head, the cell-type head and the unusual-image detector, checked."""
+    head = load_skops(fetch(config.head))
+    check_classifier(head, feature_dim=config.feature_dim, classes=config.labels, name=config.head)
+    cell_head = None
+    if config.cell_type_head:
+        cell_head = load_skops(fetch(config.cell_type_head))
+        check_classifier(
+            cell_head,
+            feature_dim=config.feature_dim,
+            classes=config.cell_types or (),
+            name=config.cell_type_head,
+        )
+    novelty = None
+    if config.novelty_detector:
+        novelty = load_skops(fetch(config.novelty_detector))
+        if not hasattr(novelty, "steps") or not hasattr(novelty[-1], "kneighbors"):
+            raise ConfigMismatchError(
+                f"{config.novelty_detector} is not a cervix_hf unusual-image detector."
+            )
+    return head, cell_head, novelty
+
+
+def _load_backbone(
+    config: CervixConfig, fetch: Callable[[], Path], warm_up: bool, threads: int | None = None
+) -> OnnxBackbone:
+    assert config.backbone_onnx is not None
+    return OnnxBackbone.load(
+        fetch(),
+        sha256=config.backbone_onnx.sha256,
+        name=config.backbone,
+        data_config=config.data_config,
+        feature_dim=config.feature_dim,
+        threads=threads,
+        label=config.backbone_onnx.file,
+        warm_up=warm_up,
+    )
 
 
 def _place_file(src: Path, dst: Path, sha256: str) -> None:

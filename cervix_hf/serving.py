@@ -104,9 +104,9 @@ def load_served_model(
     if not model:
         from .demo import load_demo_model
 
-        clf = load_demo_model(cache_dir)
+        clf = load_demo_model(cache_dir, warm_up=True)
         return clf, ModelInfo(source="offline demo model", demo=True, notes=[DEMO_NOTE])
-    clf = CervixClassifier.from_pretrained(model, revision=check_revision(revision))
+    clf = CervixClassifier.from_pretrained(model, revision=check_revision(revision), warm_up=True)
     info = ModelInfo(source=model, revision=clf.source.get("revision"))
     if not Path(model).is_dir() and revision is None:
         logger.warning("Serving %s unpinned (--allow-unpinned): %s", model, UNPINNED_NOTE)
