@@ -191,8 +191,7 @@ def throughput(args: argparse.Namespace, work: Path) -> dict:
     import datasets
     import torch
 
-    from cervix_hf.engines import plan_execution
-    from cervix_hf.features import create_backbone
+    from cervix_hf.features import create_backbone, plan_execution
 
     n = args.images
     ds = datasets.load_from_disk(str(work / f"cells-{n}"))

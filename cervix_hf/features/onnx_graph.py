@@ -1,0 +1,253 @@
+"""ONNX graphs on disk, verified before they run: SHA-256 records, sessions, agreement.
+
+An exported graph is a file anyone with write access to the cache (or a model directory) can
+replace. Each export therefore writes a record beside it (``<graph>.json``: the file's
+SHA-256 and size, the backbone, its weights hash, the input size and the exporting versions).
+A graph is only ever run from the bytes that were hashed and matched the record; one without
+a record, or whose bytes differ, is refused with :class:`~cervix_hf.errors.OnnxGraphError`
+naming the file to delete. Never silently replaced: a planted file is someone's doing.
+
+Imports neither torch nor timm, so a torch-free serving path can verify and run a shipped
+graph with the same functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import EngineError, OnnxGraphError
+from . import hardware
+
+RECORD_FORMAT = 1
+AGREEMENT_COSINE = 0.9999  # smallest per-row cosine between ONNX Runtime and torch outputs
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """What an exported graph file is and what it was exported from."""
+
+    sha256: str
+    size_bytes: int
+    backbone: str
+    weights_sha256: str
+    input_size: tuple[int, int, int]
+    opset: int
+    export_format: int
+    versions: dict[str, str] = field(default_factory=dict)
+    agreement_cosine: float | None = None  # against torch, measured when it was exported
+    format: int = RECORD_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        out = asdict(self)
+        out["input_size"] = list(self.input_size)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ExportRecord:
+        """Read a record back, checking every field's type.
+
+        Raises:
+            ValueError: not a record this version writes.
+        """
+        if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
+            raise ValueError("not an export record of this cervix_hf version")
+        expected = {f: (str,) for f in ("sha256", "backbone", "weights_sha256")}
+        expected |= {"size_bytes": (int,), "opset": (int,), "export_format": (int,)}
+        for name, types in expected.items():
+            if not isinstance(data.get(name), types) or isinstance(data.get(name), bool):
+                raise ValueError(f"field {name!r} missing or of the wrong type")
+        sha = data["sha256"]
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ValueError("sha256 is not 64 lowercase hex digits")
+        size = data.get("input_size")
+        if not (isinstance(size, list) and len(size) == 3 and all(type(s) is int for s in size)):
+            raise ValueError("input_size is not three whole numbers")
+        versions = data.get("versions", {})
+        if not isinstance(versions, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
+        ):
+            raise ValueError("versions is not a mapping of names to strings")
+        cosine = data.get("agreement_cosine")
+        if cosine is not None and not isinstance(cosine, (int, float)):
+            raise ValueError("agreement_cosine is not a number")
+        unknown = set(data) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)}")
+        return cls(
+            sha256=sha,
+            size_bytes=data["size_bytes"],
+            backbone=data["backbone"],
+            weights_sha256=data["weights_sha256"],
+            input_size=(size[0], size[1], size[2]),
+            opset=data["opset"],
+            export_format=data["export_format"],
+            versions=dict(versions),
+            agreement_cosine=None if cosine is None else float(cosine),
+        )
+
+
+def record_path(graph: str | os.PathLike) -> Path:
+    """Where the record of ``graph`` lives: ``<graph>.json`` beside it."""
+    graph = Path(graph)
+    return graph.with_name(graph.name + ".json")
+
+
+def write_record(graph: str | os.PathLike, record: ExportRecord) -> Path:
+    """Write ``graph``'s record atomically (temporary file + ``os.replace``)."""
+    path = record_path(graph)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+    try:
+        tmp.write_text(json.dumps(record.to_dict(), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _refuse(graph: Path, why: str) -> OnnxGraphError:
+    return OnnxGraphError(
+        f"The ONNX graph {graph} {why}. It is refused and was not run. Delete {graph} and "
+        f"{record_path(graph).name} beside it (cervix_hf exports it again), or find out who "
+        "changed it."
+    )
+
+
+def read_record(graph: str | os.PathLike) -> ExportRecord:
+    """The record of ``graph``.
+
+    Raises:
+        OnnxGraphError: the record is missing, unreadable or not a record.
+    """
+    graph = Path(graph)
+    path = record_path(graph)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise _refuse(graph, f"has no export record ({path.name})") from None
+    except OSError as exc:
+        raise _refuse(graph, f"has an unreadable export record ({exc.strerror})") from None
+    try:
+        return ExportRecord.from_dict(json.loads(text))
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise _refuse(graph, f"has an invalid export record {path.name} ({exc})") from None
+
+
+def read_verified(graph: str | os.PathLike, record: ExportRecord) -> bytes:
+    """The bytes of ``graph``, after checking their size and SHA-256 against ``record``.
+
+    Exactly the bytes that were hashed are returned (and then given to ONNX Runtime), so the
+    file cannot change between the check and the run. Memory is bounded by the recorded size.
+
+    Raises:
+        OnnxGraphError: the file is missing, of another size, or its hash differs.
+    """
+    graph = Path(graph)
+    try:
+        size = graph.stat().st_size
+        if size != record.size_bytes:
+            raise _refuse(graph, f"has {size} bytes; its record says {record.size_bytes}")
+        with open(graph, "rb") as fh:
+            data = fh.read(record.size_bytes + 1)
+    except OSError as exc:
+        raise _refuse(graph, f"cannot be read ({exc.strerror})") from None
+    got = hashlib.sha256(data).hexdigest()
+    if len(data) != record.size_bytes or got != record.sha256:
+        raise _refuse(
+            graph,
+            f"does not match its recorded SHA-256 (file {got[:16]}..., record "
+            f"{record.sha256[:16]}...): it was changed after export",
+        )
+    return data
+
+
+def session_options(threads: int) -> Any:
+    """All graph optimisations, ``threads`` intra-op threads (no spinning), sequential."""
+    ort = hardware.onnxruntime_module()
+    if ort is None:
+        raise EngineError(f"The onnx engine needs onnxruntime: {hardware.INSTALL_HINT}.")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    # no busy-waiting between runs: same throughput (measured), and idle threads leave the
+    # cores to the decoding workers and to the web server
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
+def create_session(model: bytes, threads: int) -> Any:
+    """An ONNX Runtime CPU session for a serialised graph (bytes from :func:`read_verified`)."""
+    ort = hardware.onnxruntime_module()
+    if ort is None:
+        raise EngineError(f"The onnx engine needs onnxruntime: {hardware.INSTALL_HINT}.")
+    return ort.InferenceSession(
+        model, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+    )
+
+
+def verified_session(graph: str | os.PathLike, threads: int) -> tuple[Any, ExportRecord]:
+    """A session for ``graph`` after its record and SHA-256 check out.
+
+    Raises:
+        OnnxGraphError: missing or invalid record, changed bytes, or a file ONNX Runtime
+            cannot load although its hash matches.
+    """
+    if hardware.onnxruntime_module() is None:
+        raise EngineError(f"The onnx engine needs onnxruntime: {hardware.INSTALL_HINT}.")
+    record = read_record(graph)
+    data = read_verified(graph, record)
+    errors = ort_errors()
+    try:
+        return create_session(data, threads), record
+    except errors as exc:
+        raise _refuse(Path(graph), f"cannot be loaded by ONNX Runtime ({exc})") from None
+
+
+def ort_errors() -> tuple[type[BaseException], ...]:
+    """The exception types ONNX Runtime raises for bad graphs and failed runs."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile")
+    names += ("NotImplemented", "RuntimeException")
+    return tuple(getattr(state, n) for n in names if hasattr(state, n))
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(smallest per-row cosine similarity, max |a - b| / max |b|) of two batches."""
+    if a.shape != b.shape:
+        return float("nan"), float("inf")
+    a2 = a.reshape(len(a), -1).astype(np.float64)
+    b2 = b.reshape(len(b), -1).astype(np.float64)
+    cos = (a2 * b2).sum(1) / (np.linalg.norm(a2, axis=1) * np.linalg.norm(b2, axis=1) + 1e-30)
+    rel = float(np.abs(a2 - b2).max() / (np.abs(b2).max() + 1e-30))
+    return float(cos.min()), rel
+
+
+def refuse_disagreement(graph: Path, cosine: float) -> OnnxGraphError:
+    """The error for a graph on disk whose outputs are not the backbone's."""
+    return _refuse(
+        graph,
+        f"does not compute this backbone's feature map (cosine {cosine:.6f} against torch, "
+        f"needs >= {AGREEMENT_COSINE})",
+    )
