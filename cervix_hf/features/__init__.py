@@ -11,11 +11,11 @@ One module per concern:
 * :mod:`.onnx_graph` -- verified ONNX graphs and sessions (torch-free); :mod:`.onnx_export`
   -- the exported, cached, verified trunk; :mod:`.parallel` -- batches side by side;
 * :mod:`.loader` -- decoding ahead of the backbone; :mod:`.cache` -- the feature cache;
-  :mod:`.scaleout` -- sharded extraction over processes.
+  :mod:`.scaleout` -- sharded extraction over processes;
 * :mod:`.precision` -- the precision contract of a saved model (serving agreement).
 
 Every public name is importable from ``cervix_hf.features``; they load on first use, so
-importing ``cervix_hf.features.onnx_graph`` (or ``.hardware``) does not
+importing ``cervix_hf.features.onnx_graph`` (or ``.precision``, ``.hardware``) does not
 import torch.
 """
 
@@ -35,7 +35,7 @@ _EXPORTS = {
         "spatial_std",
         "weights_fingerprint",
     ),
-    "checks": ("check_backbone", "check_feature_map"),
+    "checks": ("check_backbone", "check_feature_map", "training_precision"),
     "cache": (
         "FeatureCacheEntry",
         "atomic_arrays",
@@ -86,6 +86,15 @@ _EXPORTS = {
         "verified_session",
     ),
     "onnx_export": ("EXPORT_FORMAT", "ONNX_OPSET", "OnnxTrunk", "export_trunk", "onnx_trunk_path"),
+    "precision": (
+        "MAX_DELTA_P",
+        "PrecisionRecord",
+        "ServingAgreement",
+        "head_agreement",
+        "sample_rows",
+        "serving_agreement",
+        "serving_twin",
+    ),
     "scaleout": ("extract_sharded", "shard_files"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -30,7 +30,7 @@ from ..config import CervixConfig
 from ..errors import ModelLoadError
 from ..images import ImageInput, load_image
 from .cache import default_cache_dir
-from .checks import check_backbone, check_feature_map, json_ready
+from .checks import check_backbone, check_feature_map, json_ready, training_precision
 from .onnx_export import OnnxTrunk
 from .plan import ExecutionPlan, candidates, resolve_device
 from .runtime import choose_runtime
@@ -299,11 +299,19 @@ def backbone_for_config(
     device: str | torch.device | None = None,
     engine: str = "auto",
     weights_file: str | os.PathLike | None = None,
+    precision: str | None = None,
 ) -> Backbone:
     """The backbone a model's features come from, rebuilt from its config and checked.
 
-    Use it to compute dataset features for a saved model (evaluation, re-training the head);
-    prediction runs on the model's own backbone. Its features are fp32 (chosen by rule).
+    Use it to compute dataset features for a saved model (evaluation, re-training the head):
+    it runs at the precision the head was trained on (:func:`training_precision`), so the
+    features are those the head expects (and their cache entry is shared with training).
+    Prediction runs on the model's own backbone.
+
+    Args:
+        config: the model's config.
+        device, engine, weights_file: as for :func:`create_backbone`.
+        precision: override the training precision (default: the config's).
 
     Raises:
         ModelLoadError, EngineError, ConfigMismatchError: as :func:`create_backbone` and
@@ -318,6 +326,7 @@ def backbone_for_config(
         data_config=config.data_config,
         device=device,
         engine=engine,
+        precision=precision or training_precision(config),
     )
     check_backbone(config, backbone)
     return backbone

@@ -2,7 +2,8 @@
 
 * :func:`check_feature_map` -- an NCHW last feature map whose spatial mean is the pooled
   vector (what the exact heat map and the unusual-image statistics assume);
-* :func:`check_backbone` -- a rebuilt backbone is the one a saved model was trained with.
+* :func:`check_backbone` -- a rebuilt backbone is the one a saved model was trained with;
+* :func:`training_precision` -- which precision a saved model's features were computed in.
 """
 
 from __future__ import annotations
@@ -103,3 +104,18 @@ def check_backbone(config: CervixConfig, backbone: Backbone) -> None:
             "Install the versions in config.json 'versions' or pin backbone_revision; the "
             "predictions would not be the model's."
         )
+
+
+def training_precision(config: CervixConfig) -> str:
+    """The precision of the features a model's head was trained on (``"fp32"`` when its
+    config predates the record; see :class:`cervix_hf.features.precision.PrecisionRecord`)."""
+    from .precision import PrecisionRecord
+
+    record = getattr(config, "precision", None)  # a field the config gains with the record
+    if isinstance(record, PrecisionRecord):
+        return record.training
+    if isinstance(record, dict):
+        return PrecisionRecord.from_dict(record).training
+    if isinstance(record, str):
+        return record
+    return "fp32"
