@@ -242,3 +242,19 @@ def test_a_verified_graph_runs_without_torch(exported):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == f"(1, 96, 5, 5) {TINY}"
+
+
+def test_a_graph_swapped_while_it_loads_is_refused(tiny_backbone, exported, monkeypatch):
+    path, _, _ = exported
+    real = onnx_graph.create_session
+
+    def swapping(source, threads):
+        session = real(source, threads)
+        data = path.read_bytes()
+        path.unlink()
+        path.write_bytes(data)  # same bytes, another file: what ONNX Runtime read is unknown
+        return session
+
+    monkeypatch.setattr(onnx_graph, "create_session", swapping)
+    with pytest.raises(OnnxGraphError, match="replaced or changed while it was being loaded"):
+        load(tiny_backbone, path)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import os
 import re
@@ -128,8 +127,7 @@ class OnnxTrunk:
         the file verified again)."""
         with self._lock:
             if self._single is None:
-                data = onnx_graph.read_verified(self.path, self.record)
-                self._single = onnx_graph.create_session(data, 1)
+                self._single, _ = onnx_graph.verified_session(self.path, 1, self.record)
             return self._single
 
     @classmethod
@@ -214,10 +212,9 @@ class OnnxTrunk:
         try:
             t0 = time.perf_counter()
             export_trunk(model, tmp, size)
-            data = tmp.read_bytes()
             record = ExportRecord(
-                sha256=hashlib.sha256(data).hexdigest(),
-                size_bytes=len(data),
+                sha256=onnx_graph.sha256_file(tmp),
+                size_bytes=tmp.stat().st_size,
                 backbone=backbone,
                 weights_sha256=weights_sha256,
                 input_size=(size[0], size[1], size[2]),
@@ -225,8 +222,7 @@ class OnnxTrunk:
                 export_format=EXPORT_FORMAT,
                 versions=export_versions(),
             )
-            trunk = cls(onnx_graph.create_session(data, threads), path, threads, record)
-            del data
+            trunk = cls(onnx_graph.create_session(str(tmp), threads), path, threads, record)
             cos, rel = trunk.check(model, size)
             if not cos >= AGREEMENT_COSINE:
                 raise EngineError(

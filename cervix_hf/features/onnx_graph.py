@@ -3,9 +3,10 @@
 An exported graph is a file anyone with write access to the cache (or a model directory) can
 replace. Each export therefore writes a record beside it (``<graph>.json``: the file's
 SHA-256 and size, the backbone, its weights hash, the input size and the exporting versions).
-A graph is only ever run from the bytes that were hashed and matched the record; one without
-a record, or whose bytes differ, is refused with :class:`~cervix_hf.errors.OnnxGraphError`
-naming the file to delete. Never silently replaced: a planted file is someone's doing.
+A graph is only ever run after its bytes matched the record (and the file was not swapped
+while ONNX Runtime read it); one without a record, or whose bytes differ, is refused with
+:class:`~cervix_hf.errors.OnnxGraphError` naming the file to delete. Never silently replaced:
+a planted file is someone's doing.
 
 Imports neither torch nor timm, so a torch-free serving path can verify and run a shipped
 graph with the same functions.
@@ -151,32 +152,33 @@ def read_record(graph: str | os.PathLike) -> ExportRecord:
         raise _refuse(graph, f"has an invalid export record {path.name} ({exc})") from None
 
 
-def read_verified(graph: str | os.PathLike, record: ExportRecord) -> bytes:
-    """The bytes of ``graph``, after checking their size and SHA-256 against ``record``.
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
-    Exactly the bytes that were hashed are returned (and then given to ONNX Runtime), so the
-    file cannot change between the check and the run. Memory is bounded by the recorded size.
+
+def verify_file(graph: str | os.PathLike, record: ExportRecord) -> tuple[int, int, int, int]:
+    """Check ``graph``'s size and SHA-256 against ``record``, reading it in chunks (memory
+    stays flat); return the file's identity (device, inode, size, mtime) for
+    :func:`verified_session` to check again once ONNX Runtime has read it.
 
     Raises:
         OnnxGraphError: the file is missing, of another size, or its hash differs.
     """
     graph = Path(graph)
     try:
-        size = graph.stat().st_size
-        if size != record.size_bytes:
-            raise _refuse(graph, f"has {size} bytes; its record says {record.size_bytes}")
-        with open(graph, "rb") as fh:
-            data = fh.read(record.size_bytes + 1)
+        before = graph.stat()
+        if before.st_size != record.size_bytes:
+            raise _refuse(graph, f"has {before.st_size} bytes; its record says {record.size_bytes}")
+        got = sha256_file(graph)
     except OSError as exc:
         raise _refuse(graph, f"cannot be read ({exc.strerror})") from None
-    got = hashlib.sha256(data).hexdigest()
-    if len(data) != record.size_bytes or got != record.sha256:
+    if got != record.sha256:
         raise _refuse(
             graph,
             f"does not match its recorded SHA-256 (file {got[:16]}..., record "
             f"{record.sha256[:16]}...): it was changed after export",
         )
-    return data
+    return _identity(before)
 
 
 def session_options(threads: int) -> Any:
@@ -196,8 +198,9 @@ def session_options(threads: int) -> Any:
     return so
 
 
-def create_session(model: bytes, threads: int) -> Any:
-    """An ONNX Runtime CPU session for a serialised graph (bytes from :func:`read_verified`)."""
+def create_session(model: str | bytes, threads: int) -> Any:
+    """An ONNX Runtime CPU session for a graph file (or serialised bytes); verify a file
+    first (:func:`verified_session` does both)."""
     ort = hardware.onnxruntime_module()
     if ort is None:
         raise EngineError(f"The onnx engine needs onnxruntime: {hardware.INSTALL_HINT}.")
@@ -206,22 +209,34 @@ def create_session(model: bytes, threads: int) -> Any:
     )
 
 
-def verified_session(graph: str | os.PathLike, threads: int) -> tuple[Any, ExportRecord]:
-    """A session for ``graph`` after its record and SHA-256 check out.
+def verified_session(
+    graph: str | os.PathLike, threads: int, record: ExportRecord | None = None
+) -> tuple[Any, ExportRecord]:
+    """A session for ``graph`` after its record (read beside it unless given) and SHA-256
+    check out. The file's identity (inode, size, mtime) must be the same after ONNX Runtime
+    has read it, so it cannot be swapped between the check and the load.
 
     Raises:
-        OnnxGraphError: missing or invalid record, changed bytes, or a file ONNX Runtime
-            cannot load although its hash matches.
+        OnnxGraphError: missing or invalid record, changed bytes, a file replaced while it was
+            loaded, or a file ONNX Runtime cannot load although its hash matches.
     """
     if hardware.onnxruntime_module() is None:
         raise EngineError(f"The onnx engine needs onnxruntime: {hardware.INSTALL_HINT}.")
-    record = read_record(graph)
-    data = read_verified(graph, record)
+    graph = Path(graph)
+    record = record or read_record(graph)
+    identity = verify_file(graph, record)
     errors = ort_errors()
     try:
-        return create_session(data, threads), record
+        session = create_session(str(graph), threads)
     except errors as exc:
-        raise _refuse(Path(graph), f"cannot be loaded by ONNX Runtime ({exc})") from None
+        raise _refuse(graph, f"cannot be loaded by ONNX Runtime ({exc})") from None
+    try:
+        unchanged = _identity(graph.stat()) == identity
+    except OSError:
+        unchanged = False
+    if not unchanged:
+        raise _refuse(graph, "was replaced or changed while it was being loaded")
+    return session, record
 
 
 def ort_errors() -> tuple[type[BaseException], ...]:
