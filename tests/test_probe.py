@@ -126,6 +126,7 @@ def measuring(monkeypatch, rates):
         return {c: rates[c] for c in trials}
 
     monkeypatch.setattr(probe, "measure", fake)
+    monkeypatch.setattr(probe, "busy_load", lambda: 0.0)  # not this machine's real load
     return seen
 
 
@@ -259,3 +260,19 @@ def test_probe_keys_name_what_the_speed_depends_on():
     assert len(files) == 3
     for a, b in itertools.combinations(files, 2):
         assert a.parent == b.parent
+
+
+def test_a_probe_on_a_busy_machine_says_so(tmp_path, monkeypatch, caplog):
+    measuring(monkeypatch, {ONNX: 2.4, TORCH: 1.1, BF16: 2.1})
+    trials = {c: None for c in (ONNX, TORCH, BF16)}
+    monkeypatch.setattr(probe, "busy_load", lambda: 64.0)
+    with caplog.at_level(logging.INFO, logger="cervix_hf.features.probe"):
+        probe.measured_choice([ONNX, TORCH, BF16], key(), tmp_path, lambda cs: trials)
+    assert "busy machine (load average 64.0" in caplog.text and "=fresh" in caplog.text
+    stored = json.loads(probe.probe_file(tmp_path, key()).read_text())
+    assert stored["load_average"] == 64.0
+    caplog.clear()
+    monkeypatch.setattr(probe, "busy_load", lambda: 0.0)
+    with caplog.at_level(logging.INFO, logger="cervix_hf.features.probe"):
+        probe.measured_choice([ONNX, TORCH], key(), tmp_path, lambda cs: trials, fresh=True)
+    assert "busy" not in caplog.text

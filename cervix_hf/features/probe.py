@@ -229,6 +229,7 @@ class ProbeRecord:
     rates: dict[Candidate, float]
     measured_at: str
     seconds: float
+    load_average: float | None = None  # 1-minute load average when the probe started
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -237,6 +238,7 @@ class ProbeRecord:
             "rates": {c.key: round(r, 3) for c, r in self.rates.items()},
             "measured_at": self.measured_at,
             "seconds": round(self.seconds, 2),
+            "load_average": self.load_average,
         }
 
     @classmethod
@@ -257,9 +259,12 @@ class ProbeRecord:
                 raise ValueError(f"rate of {k!r} is not a positive number")
             rates[Candidate.from_key(k)] = float(v)
         when, seconds = data.get("measured_at"), data.get("seconds", 0.0)
+        load = data.get("load_average")
         if not isinstance(when, str) or not isinstance(seconds, (int, float)):
             raise ValueError("measured_at or seconds of the wrong type")
-        return cls(data["key"], rates, when, float(seconds))
+        if load is not None and not isinstance(load, (int, float)):
+            raise ValueError("load_average of the wrong type")
+        return cls(data["key"], rates, when, float(seconds), load)
 
 
 def read_probe(path: Path, key: Mapping[str, Any]) -> ProbeRecord | None:
@@ -301,10 +306,27 @@ def measured_choice(
         rates = {c: cached.rates[c] for c in allowed}
         choice = EngineChoice(decide(rates), "cached", rates, cached.measured_at)
     else:
+        load = busy_load()
         t0 = time.perf_counter()
         rates = {c: r for c, r in measure(make_trials(allowed)).items() if c in allowed}
         when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        write_probe(path, ProbeRecord(dict(key), rates, when, time.perf_counter() - t0))
+        write_probe(path, ProbeRecord(dict(key), rates, when, time.perf_counter() - t0, load))
         choice = EngineChoice(decide(rates), "measured", rates, when)
+        if load is not None and load >= (os.cpu_count() or 1):
+            logger.warning(
+                "The engine probe ran on a busy machine (load average %.1f on %d CPUs): its "
+                "choice may not hold on a quiet one; measure again with %s=fresh.",
+                load,
+                os.cpu_count() or 1,
+                PROBE_ENV,
+            )
     logger.info("%s", choice.summary())
     return choice
+
+
+def busy_load() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
