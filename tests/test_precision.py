@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from cervix_hf.errors import EvaluationError, ModelLoadError
+from cervix_hf.errors import EngineError, EvaluationError, ModelLoadError
 from cervix_hf.features import (
     MAX_DELTA_P,
     PrecisionRecord,
@@ -155,7 +155,7 @@ def test_tiny_backbone_in_both_precisions_against_the_fp32_serving_path(
 
 
 def test_a_saved_models_features_are_recomputed_at_its_training_precision(
-    tiny_backbone, tmp_path, monkeypatch
+    tiny_backbone, tmp_path, monkeypatch, caplog
 ):
     from cervix_hf.config import CervixConfig
 
@@ -177,3 +177,12 @@ def test_a_saved_models_features_are_recomputed_at_its_training_precision(
     assert (rebuilt.engine, rebuilt.precision) == ("torch", "bf16")
     assert rebuilt.cache_key()["precision"] == "bf16"  # the training features' cache entry
     assert backbone_for_config(config, device="cpu").precision == "fp32"
+    served = backbone_for_config(bf16_config, device="cpu", precision="fp32")
+    assert (served.engine, served.precision) == ("onnx", "fp32")  # what users get
+    # a CPU without bf16 hardware computes the serving path's fp32 features, and says so
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="cervix_hf.features.backbone"):
+        fallback = backbone_for_config(bf16_config, device="cpu")
+    assert fallback.precision == "fp32" and "no bf16 hardware" in caplog.text
+    with pytest.raises(EngineError, match="no bf16 instructions"):
+        backbone_for_config(bf16_config, device="cpu", precision="bf16")

@@ -29,6 +29,7 @@ from timm.data import create_transform, resolve_model_data_config
 from ..config import CervixConfig
 from ..errors import ModelLoadError
 from ..images import ImageInput, load_image
+from . import hardware
 from .cache import default_cache_dir
 from .checks import check_backbone, check_feature_map, json_ready, training_precision
 from .onnx_export import OnnxTrunk
@@ -303,20 +304,34 @@ def backbone_for_config(
 ) -> Backbone:
     """The backbone a model's features come from, rebuilt from its config and checked.
 
-    Use it to compute dataset features for a saved model (evaluation, re-training the head):
-    it runs at the precision the head was trained on (:func:`training_precision`), so the
-    features are those the head expects (and their cache entry is shared with training).
-    Prediction runs on the model's own backbone.
+    Use it to compute dataset features for a saved model (evaluation, re-training the head).
+    By default it runs at the precision the head was trained on (:func:`training_precision`),
+    so the features are those the head was fitted to and their cache entry is training's.
+    Scoring what users get (the served model) asks for the serving precision instead:
+    ``precision="fp32"``. Prediction runs on the model's own backbone.
 
     Args:
         config: the model's config.
         device, engine, weights_file: as for :func:`create_backbone`.
-        precision: override the training precision (default: the config's).
+        precision: ``None`` (the training precision; bf16 on a CPU without bf16 hardware
+            falls back to fp32, the serving path's precision, with a warning) or an explicit
+            ``"fp32"``/``"bf16"`` (refused where it cannot run).
 
     Raises:
         ModelLoadError, EngineError, ConfigMismatchError: as :func:`create_backbone` and
             :func:`check_backbone`.
     """
+    if precision is None:
+        precision = training_precision(config)
+        dev = resolve_device(device)
+        if precision == "bf16" and dev.type == "cpu" and not hardware.cpu_has_bf16():
+            logger.warning(
+                "%s was trained on bf16 features, but this CPU has no bf16 hardware: computing "
+                "fp32 features (what its serving path computes; config.json 'precision' says "
+                "how far that moves its outputs).",
+                config.backbone,
+            )
+            precision = "fp32"
     backbone = create_backbone(
         config.backbone,
         pretrained=config.pretrained,
@@ -326,7 +341,7 @@ def backbone_for_config(
         data_config=config.data_config,
         device=device,
         engine=engine,
-        precision=precision or training_precision(config),
+        precision=precision,
     )
     check_backbone(config, backbone)
     return backbone
