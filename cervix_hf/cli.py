@@ -119,9 +119,13 @@ def add_backbone_args(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--init-seed", type=int, default=0, help="seed of a random-init backbone")
 
 
-def add_runtime_args(group: argparse._ArgumentGroup) -> None:
-    """Where and how the backbone runs, and where its features are cached."""
-    from .engines import ENGINES
+def add_runtime_args(group: argparse._ArgumentGroup, *, precision: bool = False) -> None:
+    """Where and how the backbone runs, and where its features are cached.
+
+    ``precision``: also ``--precision`` (scripts that compute training features; a saved
+    model's features are recomputed at the precision it records).
+    """
+    from .features.plan import ENGINES, PRECISIONS
 
     group.add_argument(
         "--batch-size", type=int, help="images per forward pass (default: CPU 8-16, CUDA 256)"
@@ -133,8 +137,18 @@ def add_runtime_args(group: argparse._ArgumentGroup) -> None:
         "--engine",
         choices=ENGINES,
         default="auto",
-        help="backbone engine: auto = ONNX Runtime on CPU, torch on CUDA (default: auto)",
+        help="backbone engine: auto = on a CPU the fastest measured here (torch or ONNX "
+        "Runtime; CERVIX_HF_ENGINE_PROBE=0: ONNX Runtime), torch on CUDA (default: auto)",
     )
+    if precision:
+        group.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default="auto",
+            help="feature precision: auto = bf16 where the hardware has it and it measures "
+            "faster (the saved model records it and how well fp32 serving reproduces it), "
+            "else fp32 (default: auto)",
+        )
     group.add_argument(
         "--cache-dir", help="feature cache root (default: $CERVIX_HF_CACHE or ~/.cache/cervix_hf)"
     )

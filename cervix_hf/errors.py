@@ -57,3 +57,8 @@ class EvaluationError(CervixError):
 
 class EngineError(CervixError):
     """The backbone cannot run as asked (device, engine or precision unavailable)."""
+
+
+class OnnxGraphError(EngineError):
+    """An ONNX graph on disk fails its check (SHA-256 record, agreement with torch): it is
+    refused and never run, and the message names the file to delete."""

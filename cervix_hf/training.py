@@ -47,7 +47,8 @@ class TrainOptions:
     batch_size: int | None = None  # None: chosen for the engine (CPU 8-16, CUDA 256)
     cache_dir: str | None = None
     device: str | None = None
-    engine: str = "auto"  # auto: ONNX Runtime on CPU, torch on CUDA (cervix_hf.engines)
+    engine: str = "auto"  # auto: measured on a CPU, torch on CUDA (cervix_hf.features.probe)
+    precision: str = "auto"  # auto: bf16 where the hardware has it and it measures faster
     push_to_hub: str | None = None
     private: bool = False
     progress: bool = True
@@ -104,6 +105,8 @@ def train(opts: TrainOptions) -> TrainResult:
         weights_file=opts.weights_file,
         device=opts.device,
         engine=opts.engine,
+        precision=opts.precision,
+        cache_dir=opts.cache_dir,
     )
     feats, spread = dataset_feature_stats(
         backbone,
@@ -158,7 +161,7 @@ def train(opts: TrainOptions) -> TrainResult:
     }
     description = getattr(ds.info, "description", "") or ""
     # the model serves (and is evaluated and saved) on its exported backbone.onnx
-    serving, onnx_file = serving_backbone(backbone)
+    serving, onnx_file = serving_backbone(backbone, opts.cache_dir)
     config = CervixConfig(
         backbone=backbone.name,
         backbone_revision=backbone.revision,

@@ -1,6 +1,7 @@
 """Extract and cache backbone features, on one process or many (scale-out).
 
     python scripts/extract.py --dataset SRC [--backbone NAME] [--no-pretrained] [--engine E]
+                              [--precision P]
     torchrun --nproc_per_node N scripts/extract.py --dataset SRC ...        # N CPU processes
     accelerate launch --multi_gpu --num_processes N scripts/extract.py ...  # N GPUs
 
@@ -43,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add_data_args(p, grouping_help="as for scripts/train.py (does not change the features)")
     add_backbone_args(p)
-    add_runtime_args(p)
+    add_runtime_args(p, precision=True)
     add_output_args(p)
     return p.parse_args(argv)
 
@@ -58,9 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         from accelerate import PartialState
 
         from cervix_hf.data import load_cells
-        from cervix_hf.engines import resolve_device
-        from cervix_hf.features import create_backbone
-        from cervix_hf.scaleout import extract_sharded
+        from cervix_hf.features import create_backbone, extract_sharded, resolve_device
 
         device = resolve_device(args.device)
         state = PartialState(cpu=device.type == "cpu", timeout=BARRIER_TIMEOUT)
@@ -80,14 +79,17 @@ def main(argv: list[str] | None = None) -> int:
                 weights_file=args.backbone_weights,
                 device=device,
                 engine=args.engine,
+                precision=args.precision,
+                cache_dir=args.cache_dir,
             )
         logger.info(
-            "Rank %d of %d: %s on %s (%s, %d threads)",
+            "Rank %d of %d: %s on %s (%s %s, %d threads)",
             state.process_index,
             state.num_processes,
             backbone.name,
             backbone.device,
             backbone.engine,
+            backbone.precision,
             backbone.plan.threads if backbone.plan else torch.get_num_threads(),
         )
         entry = extract_sharded(

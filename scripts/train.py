@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     d.add_argument("--test-size", type=float, default=0.2, help="held-out share (default: 0.2)")
     b = p.add_argument_group("backbone")
     add_backbone_args(b)
-    add_runtime_args(b)
+    add_runtime_args(b, precision=True)
     o = p.add_argument_group("output")
     o.add_argument("--out", required=True, type=Path, help="model directory to write")
     o.add_argument("--cell-types", action="store_true", help="also train a five-cell-type head")
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             cache_dir=args.cache_dir,
             device=args.device,
             engine=args.engine,
+            precision=args.precision,
             push_to_hub=args.push_to_hub,
             private=args.private,
             progress=args.progress,

@@ -50,6 +50,8 @@ os.environ.update(
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "GRADIO_ANALYTICS_ENABLED": "False",
         "CERVIX_HF_CACHE": os.path.join(_HF_TMP, "cervix_hf"),  # feature cache of the session
+        # engine "auto" by rule, not by timing (tests of the probe inject their own timings)
+        "CERVIX_HF_ENGINE_PROBE": "0",
     }
 )
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):

@@ -74,3 +74,15 @@ def test_backbone_flags(name):
     assert args.grouping == "clinical"
     defaults = _script(name).parse_args(required)
     assert defaults.backbone == "resnet152.tv2_in1k" and defaults.pretrained is True
+
+
+@pytest.mark.parametrize("name", ["train", "extract"])
+def test_precision_flag_where_training_features_are_computed(name):
+    required = ["--dataset", "d"] + (["--out", "o"] if name == "train" else [])
+    assert _script(name).parse_args(required).precision == "auto"
+    assert _script(name).parse_args([*required, "--precision", "fp32"]).precision == "fp32"
+    with pytest.raises(SystemExit):
+        _script(name).parse_args([*required, "--precision", "int8"])
+    # evaluate recomputes a saved model's features at the precision the model records
+    evaluate = _script("evaluate").parse_args(["--dataset", "d", "--model", "m"])
+    assert not hasattr(evaluate, "precision")

@@ -1,4 +1,6 @@
-"""Engines (torch / ONNX Runtime), device and precision choice, export cache, loader overlap."""
+"""Engines (torch / ONNX Runtime): device, engine and precision candidates, the plan, their
+agreement, batches side by side, loader overlap (cervix_hf.features.plan, .hardware,
+.parallel, .loader)."""
 
 import dataclasses
 import sys
@@ -7,19 +9,24 @@ import numpy as np
 import pytest
 import torch
 
-from cervix_hf import engines
-from cervix_hf.engines import (
+from cervix_hf.errors import EngineError, ImageLoadError
+from cervix_hf.features import (
     AGREEMENT_COSINE,
+    Backbone,
     ExecutionPlan,
     OnnxTrunk,
     agreement,
     available_cpus,
     compute_threads,
+    create_backbone,
+    dataset_feature_stats,
+    hardware,
+    onnx_export,
+    parallel,
     physical_cores,
+    plan,
     plan_execution,
 )
-from cervix_hf.errors import EngineError, ImageLoadError
-from cervix_hf.features import Backbone, create_backbone, dataset_feature_stats
 
 TINY = "test_resnet"
 
@@ -96,9 +103,9 @@ def test_threads_follow_processes_per_machine_and_override(monkeypatch):
 def test_decoding_workers_only_where_cpus_are_spare(monkeypatch, cpus, cores, device, workers):
     monkeypatch.delenv("CERVIX_HF_THREADS", raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    monkeypatch.setattr(engines, "available_cpus", lambda: set(range(cpus)))
-    monkeypatch.setattr(engines, "physical_cores", lambda: cores)
-    assert engines.loader_workers(torch.device(device)) == workers
+    monkeypatch.setattr(hardware, "available_cpus", lambda: set(range(cpus)))
+    monkeypatch.setattr(hardware, "physical_cores", lambda: cores)
+    assert plan.loader_workers(torch.device(device)) == workers
 
 
 def test_onnx_session_uses_the_plan_threads(onnx_tiny):
@@ -148,7 +155,7 @@ def test_unknown_choices_are_our_errors():
 
 def test_explicit_onnx_without_onnxruntime_is_our_error_never_a_fallback(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
-    assert engines.onnxruntime_module() is None
+    assert hardware.onnxruntime_module() is None
     with pytest.raises(EngineError, match="needs onnxruntime"):
         plan_execution("cpu", "onnx")
     with pytest.raises(EngineError, match="needs onnxruntime"):
@@ -157,19 +164,42 @@ def test_explicit_onnx_without_onnxruntime_is_our_error_never_a_fallback(monkeyp
 
 
 def test_bf16_on_a_cpu_only_with_hardware_support(monkeypatch):
-    monkeypatch.setattr(engines, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: False)
     with pytest.raises(EngineError, match="no bf16 instructions"):
         plan_execution("cpu", "torch", "bf16")
     assert plan_execution("cpu", "torch").precision == "fp32"  # never chosen by itself
-    monkeypatch.setattr(engines, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: True)
     assert plan_execution("cpu", "torch", "bf16").precision == "bf16"
     with pytest.raises(EngineError, match="torch engine only"):
         plan_execution("cpu", "onnx", "bf16")
 
 
+def test_candidates_follow_the_hardware_and_the_users_choice(monkeypatch):
+    from cervix_hf.features.plan import Candidate, candidates, rule_choice
+
+    onnx, fp32, bf16 = (
+        Candidate("onnx", "fp32"),
+        Candidate("torch", "fp32"),
+        Candidate("torch", "bf16"),
+    )
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: True)  # e.g. Zen4, Sapphire Rapids
+    assert candidates(cpu, "auto", "auto") == [onnx, fp32, bf16]
+    assert candidates(cpu, "torch", "auto") == [fp32, bf16]
+    assert candidates(cpu, "onnx", "auto") == [onnx]
+    assert candidates(cpu, "auto", "bf16") == [bf16]
+    assert candidates(cpu, "auto", "fp32") == candidates(cpu, "auto", None) == [onnx, fp32]
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: False)  # e.g. Zen3
+    assert candidates(cpu, "auto", "auto") == [onnx, fp32]
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert candidates(cpu, "auto", "auto") == [fp32]
+    for allowed in ([onnx, fp32, bf16], [fp32, bf16], [bf16]):  # the rule: first, fp32 first
+        assert rule_choice(allowed) == allowed[0]
+
+
 def test_bf16_autocast_path_and_its_cache_key(monkeypatch, tiny_backbone):
     # the CUDA path's autocast branch, run on the CPU (slow there, fine for the tiny model)
-    monkeypatch.setattr(engines, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: True)
     bf16 = create_backbone(TINY, pretrained=False, device="cpu", engine="torch", precision="bf16")
     batch = bf16.preprocess(generated_cells(2))
     fmap = bf16.feature_map(batch)
@@ -228,51 +258,6 @@ def test_resnet152_onnx_matches_torch():
     assert_agree(onnx.pool(fmap), ref.pool(ref_fmap))
 
 
-# -- the exported file: cached, atomic, checked ----------------------------------------------
-
-
-def test_export_is_cached_and_reused(onnx_tiny, monkeypatch):
-    path = onnx_tiny.runner.path
-    assert path.exists() and path.parent.name == "onnx"
-    assert onnx_tiny.weights_sha256[:16] in path.name and "160x160" in path.name
-    assert f"opset{engines.ONNX_OPSET}" in path.name
-    mtime = path.stat().st_mtime_ns
-
-    def no_export(*args, **kwargs):
-        raise AssertionError("exported again")
-
-    monkeypatch.setattr(engines, "export_trunk", no_export)
-    again = create_backbone(TINY, pretrained=False, init_seed=0, device="cpu", engine="onnx")
-    assert again.runner.path == path and path.stat().st_mtime_ns == mtime
-    assert not list(path.parent.glob("*.partial"))
-    other = engines.onnx_trunk_path(path.parents[1], TINY, "f" * 64, (3, 160, 160))
-    assert other != path  # other weights, other file
-
-
-def test_failed_or_disagreeing_export_leaves_no_file(tiny_backbone, tmp_path, monkeypatch):
-    size = tuple(tiny_backbone.data_config["input_size"])
-    path = engines.onnx_trunk_path(tmp_path, TINY, tiny_backbone.weights_sha256, size)
-
-    def broken(model, out, input_size):
-        out.write_bytes(b"half a file")
-        raise RuntimeError("exporter crashed")
-
-    monkeypatch.setattr(engines, "export_trunk", broken)
-    with pytest.raises(EngineError, match="exporter crashed"):
-        OnnxTrunk.load(tiny_backbone.model, path, size, threads=1)
-    assert not path.exists() and not list(path.parent.glob("*.partial"))
-    monkeypatch.undo()
-
-    other = create_backbone(TINY, pretrained=False, init_seed=7, device="cpu", engine="torch")
-    real_export = engines.export_trunk
-    monkeypatch.setattr(
-        engines, "export_trunk", lambda model, out, input_size: real_export(other.model, out, size)
-    )
-    with pytest.raises(EngineError, match="disagrees with torch"):
-        OnnxTrunk.load(tiny_backbone.model, path, size, threads=1)
-    assert not path.exists() and not list(path.parent.glob("*.partial"))
-
-
 # -- batches side by side, decoding overlapped with compute ----------------------------------
 
 
@@ -285,20 +270,21 @@ def test_batch_parallel_keeps_order_and_runs_single_threaded_sessions(onnx_tiny)
         seen.append(threading.get_ident())
         return i * i
 
-    assert list(engines.batch_parallel(fn, range(7), workers=3)) == [i * i for i in range(7)]
+    assert list(parallel.batch_parallel(fn, range(7), workers=3)) == [i * i for i in range(7)]
     assert threading.get_ident() not in seen  # computed on the pool's threads
-    assert list(engines.batch_parallel(fn, range(3), workers=1)) == [0, 1, 4]
+    assert list(parallel.batch_parallel(fn, range(3), workers=1)) == [0, 1, 4]
 
-    trunk = OnnxTrunk(onnx_tiny.runner.session, onnx_tiny.runner.path, threads=2)
+    runner = onnx_tiny.runner
+    trunk = OnnxTrunk(runner.session, runner.path, threads=2, record=runner.record)
     batches = [torch.randn(2, 3, 160, 160) for _ in range(4)]
-    together = list(engines.batch_parallel(trunk, batches, workers=2))
+    together = list(parallel.batch_parallel(trunk, batches, workers=2))
     single = trunk._single
     assert single is not None
     assert single.get_session_options().intra_op_num_threads == 1
     for fmap, batch in zip(together, batches, strict=True):
         assert_agree(fmap, trunk(batch))  # this thread: the multi-threaded session
     with pytest.raises(ZeroDivisionError):
-        list(engines.batch_parallel(lambda i: 1 / i, [1, 0, 2], workers=2))
+        list(parallel.batch_parallel(lambda i: 1 / i, [1, 0, 2], workers=2))
 
 
 def test_loader_workers_give_the_same_features(onnx_tiny, cells_dir, tmp_path):
@@ -348,8 +334,8 @@ def test_auto_falls_back_to_torch_with_a_warning_when_export_fails(tmp_path, mon
     def broken(model, out, input_size):
         raise RuntimeError("Module onnx is not installed!")
 
-    monkeypatch.setattr(engines, "export_trunk", broken)
-    with caplog.at_level("WARNING", logger="cervix_hf.features"):
+    monkeypatch.setattr(onnx_export, "export_trunk", broken)
+    with caplog.at_level("WARNING", logger="cervix_hf.features.runtime"):
         auto = create_backbone(TINY, pretrained=False, device="cpu")
     assert auto.engine == "torch" and auto.runner is None and auto.plan.engine == "torch"
     assert "onnx is not installed" in caplog.text

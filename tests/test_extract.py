@@ -1,5 +1,5 @@
-"""Scale-out extraction (scripts/extract.py, cervix_hf.scaleout): shards gathered into the same
-cache entry as a single process, with the same features."""
+"""Scale-out extraction (scripts/extract.py, cervix_hf.features.scaleout): shards gathered into
+the same cache entry as a single process, with the same features."""
 
 import json
 import os
@@ -11,8 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cervix_hf.features import Backbone, dataset_feature_stats, feature_cache_entry
-from cervix_hf.scaleout import extract_sharded, shard_files
+from cervix_hf.features import (
+    Backbone,
+    dataset_feature_stats,
+    extract_sharded,
+    feature_cache_entry,
+    shard_files,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "test_resnet"

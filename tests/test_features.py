@@ -30,7 +30,7 @@ def test_tiny_backbone_features_and_preprocessing(tiny_backbone):
 
 
 def test_random_init_is_reproducible_from_its_seed(tiny_backbone):
-    from cervix_hf.features import _random_weights_file
+    from cervix_hf.features.backbone import _random_weights_file
 
     # the second build loads the cached random weights (meta-device model, no init)
     assert _random_weights_file("test_resnet", 0).exists()
@@ -122,3 +122,54 @@ def test_real_resnet152_architecture_gives_2048_features(tmp_path):
     again = dataset_features(backbone, ds, cache_dir=tmp_path, progress=False)
     assert calls == []  # second run is a cache hit: the backbone is not called
     np.testing.assert_array_equal(feats, again)
+
+
+# -- what a backbone must be: NCHW, mean-pooled ----------------------------------------------
+
+
+def test_feature_map_check_accepts_a_mean_pooled_nchw_backbone(tiny_backbone):
+    from cervix_hf.features import check_feature_map
+
+    assert tiny_backbone.feature_map_size == (5, 5)
+    size = tiny_backbone.data_config["input_size"]
+    assert check_feature_map(tiny_backbone.model, "test_resnet", size, torch.device("cpu")) == (
+        5,
+        5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "says"),
+    [
+        ("test_resnet", {"global_pool": "max"}, "does not mean-pool"),  # NCHW, max-pooled
+        ("test_resnet", {"global_pool": "avgmax"}, "does not mean-pool"),
+        ("test_vit", {}, "not NCHW"),  # tokens (N, 1 + h*w, C): class-token pooled
+        ("test_mambaout", {}, "not NCHW"),  # NHWC (N, h, w, C)
+    ],
+)
+def test_feature_map_check_refuses_other_layouts_and_poolings(name, kwargs, says):
+    import timm
+
+    from cervix_hf.features import check_feature_map
+
+    model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs).eval()
+    size = timm.data.resolve_model_data_config(model)["input_size"]
+    with pytest.raises(ModelLoadError, match=says) as info:
+        check_feature_map(model, name, size, torch.device("cpu"))
+    message = str(info.value)
+    assert repr(name) in message and "NCHW" in message and "heat map" in message
+
+
+def test_create_backbone_refuses_a_backbone_the_heat_map_cannot_explain(tmp_path):
+    with pytest.raises(ModelLoadError, match=r"'test_vit'.*not NCHW"):
+        create_backbone("test_vit", pretrained=False, device="cpu", cache_dir=tmp_path)
+    assert not (tmp_path / "onnx").exists()  # refused before anything is exported
+
+
+def test_every_public_name_is_importable_from_the_package():
+    import cervix_hf.features as features
+
+    for name in features.__all__:
+        assert getattr(features, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        features.nothing_here  # noqa: B018

@@ -8,60 +8,44 @@ that serves.
 
 from __future__ import annotations
 
-import importlib.metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import timm
-import torch
 
-from ..artifacts import sha256_file
 from ..config import OnnxFile
-from ..engines import ONNX_OPSET, OnnxTrunk, onnx_trunk_path
-from ..features import default_cache_dir
+from ..features.precision import serving_twin
 from .onnx_backbone import INPUT_NAME, OUTPUT_NAME, OnnxBackbone
 
 if TYPE_CHECKING:
     from ..features import Backbone
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def export_backbone(backbone: Backbone) -> tuple[Path, OnnxFile]:
-    """The backbone's trunk as an ONNX file (exported and checked once, then cached) and the
-    record ``config.json`` keeps of it.
+def export_backbone(backbone: Backbone, cache_dir: str | None = None) -> tuple[Path, OnnxFile]:
+    """The backbone's trunk as an ONNX file (exported once into the export cache, checked
+    against torch there on every load) and the record ``config.json`` keeps of it.
 
     Raises:
-        EngineError: the export failed or disagrees with torch.
+        EngineError, OnnxGraphError: the export failed, disagrees with torch, or the cached
+            file fails its checks.
     """
-    if backbone.runner is not None:
-        path = backbone.runner.path
-    else:
-        size = tuple(int(s) for s in backbone.data_config["input_size"])
-        path = onnx_trunk_path(default_cache_dir(), backbone.name, backbone.weights_sha256, size)
-        OnnxTrunk.load(backbone.model, path, size, threads=1)  # exports and checks if missing
-    record = OnnxFile(
-        sha256=sha256_file(path),
-        opset=ONNX_OPSET,
+    runner = backbone.runner or serving_twin(backbone, cache_dir).runner
+    assert runner is not None
+    record = runner.record
+    return runner.path, OnnxFile(
+        sha256=record.sha256,
+        opset=record.opset,
         input_name=INPUT_NAME,
         output_name=OUTPUT_NAME,
-        exported_with={
-            "torch": torch.__version__,
-            "timm": timm.__version__,
-            "onnx": _version("onnx"),
-        },
+        exported_with={**record.versions, "timm": timm.__version__},
     )
-    return path, record
 
 
-def serving_backbone(backbone: Backbone) -> tuple[OnnxBackbone, OnnxFile]:
+def serving_backbone(
+    backbone: Backbone, cache_dir: str | None = None
+) -> tuple[OnnxBackbone, OnnxFile]:
     """The ONNX backbone a model built on ``backbone`` serves with, and its record."""
-    path, record = export_backbone(backbone)
+    path, record = export_backbone(backbone, cache_dir)
     onnx = OnnxBackbone.load(
         path,
         sha256=record.sha256,

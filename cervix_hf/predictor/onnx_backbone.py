@@ -9,7 +9,6 @@ heads take are the feature map's spatial mean, as timm's average-pooling head co
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ import numpy as np
 
 from ..artifacts import verify_file
 from ..errors import ConfigMismatchError, EngineError, ModelLoadError
-from ..hardware import compute_threads
+from ..features.hardware import INSTALL_HINT, compute_threads, onnxruntime_module
+from ..features.onnx_graph import create_session, ort_errors
 from ..images import ImageInput, load_image
 from .preprocess import EvalTransform, Prepared, stack
 
@@ -26,69 +26,6 @@ logger = logging.getLogger(__name__)
 
 INPUT_NAME = "pixel_values"
 OUTPUT_NAME = "feature_map"
-INSTALL_HINT = "pip install onnxruntime==1.32.0"
-
-
-def onnxruntime() -> Any:
-    """The ``onnxruntime`` module.
-
-    Raises:
-        EngineError: it is not installed.
-    """
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise EngineError(f"Running a model needs onnxruntime: {INSTALL_HINT}.") from None
-    return ort
-
-
-def session_options(threads: int, optimize: bool = True) -> Any:
-    """All graph optimisations (or none, for a graph optimised already), ``threads``
-    intra-op threads without spinning, sequential."""
-    ort = onnxruntime()
-    so = ort.SessionOptions()
-    levels = ort.GraphOptimizationLevel
-    so.graph_optimization_level = levels.ORT_ENABLE_ALL if optimize else levels.ORT_DISABLE_ALL
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    # idle threads leave the cores to the web server and to decoding
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.log_severity_level = 3
-    return so
-
-
-def ort_errors() -> tuple[type[BaseException], ...]:
-    """The exception types ONNX Runtime raises for bad graphs and inputs."""
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-
-    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile")
-    names += ("NotImplemented", "RuntimeException", "EPFail")
-    return tuple(getattr(state, n) for n in names if hasattr(state, n))
-
-
-def create_session(path: Path, threads: int) -> Any:
-    """An ONNX Runtime session on the CPU with every graph optimisation, holding one copy of
-    the weights.
-
-    A session optimised at load keeps the graph's original weights beside the rewritten ones
-    (for ResNet152, ~430 MB instead of ~190 MB). So the graph is optimised once into a
-    private temporary file and the session is made from that file with no further
-    optimisation: same graph, same speed, half the memory. The file is hardware-specific
-    (ONNX Runtime says so), which is why it is never kept.
-    """
-    ort = onnxruntime()
-    providers = ["CPUExecutionProvider"]
-    with tempfile.TemporaryDirectory(prefix="cervix-ort-") as tmp:
-        optimized = Path(tmp) / "optimized.onnx"
-        so = session_options(threads)
-        so.optimized_model_filepath = str(optimized)
-        ort.InferenceSession(str(path), sess_options=so, providers=providers)
-        return ort.InferenceSession(
-            str(optimized),
-            sess_options=session_options(threads, optimize=False),
-            providers=providers,
-        )
 
 
 def spatial_mean(fmap: np.ndarray) -> np.ndarray:
@@ -157,7 +94,8 @@ class OnnxBackbone:
         """
         path = Path(path)
         verify_file(path, sha256, label)
-        onnxruntime()  # EngineError when it is not installed
+        if onnxruntime_module() is None:
+            raise EngineError(f"Running a model needs onnxruntime: {INSTALL_HINT}.")
         errors = ort_errors()
         threads = threads or compute_threads()
         try:

@@ -19,17 +19,14 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .features import (
-    Backbone,
-    FeatureCacheEntry,
-    atomic_arrays,
-    extract_into,
-    feature_cache_entry,
-)
+from .cache import FeatureCacheEntry, atomic_arrays, extract_into, feature_cache_entry
+
+if TYPE_CHECKING:
+    from .backbone import Backbone
 
 logger = logging.getLogger(__name__)
 
