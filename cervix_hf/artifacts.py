@@ -12,13 +12,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import sys
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigMismatchError, ModelLoadError, UntrustedHeadError
+
+if TYPE_CHECKING:
+    from .config import CervixConfig
 
 logger = logging.getLogger(__name__)
 
@@ -169,3 +173,55 @@ def check_classifier(head: Any, *, feature_dim: int, classes: Sequence[str], nam
             f"{name} has classes {list(head.classes_)}, expected indices {expected} for "
             f"{list(classes)} as in config.json."
         )
+
+
+def load_heads(config: CervixConfig, fetch: Callable[[str], Path]) -> tuple[Any, Any, Any]:
+    """The binary head, the cell-type head and the unusual-image detector a config names,
+    each loaded with :func:`load_skops` and checked against the config.
+
+    Raises:
+        ModelLoadError: as :func:`load_skops`; ConfigMismatchError for a head that does not
+            fit the config.
+    """
+    head = load_skops(fetch(config.head))
+    check_classifier(head, feature_dim=config.feature_dim, classes=config.labels, name=config.head)
+    cell_head = None
+    if config.cell_type_head:
+        cell_head = load_skops(fetch(config.cell_type_head))
+        check_classifier(
+            cell_head,
+            feature_dim=config.feature_dim,
+            classes=config.cell_types or (),
+            name=config.cell_type_head,
+        )
+    novelty = None
+    if config.novelty_detector:
+        novelty = load_skops(fetch(config.novelty_detector))
+        if not hasattr(novelty, "steps") or not hasattr(novelty[-1], "kneighbors"):
+            raise ConfigMismatchError(
+                f"{config.novelty_detector} is not a cervix_hf unusual-image detector."
+            )
+    return head, cell_head, novelty
+
+
+def copy_verified(src: Path, dst: Path, sha256: str) -> None:
+    """Copy ``src`` to ``dst``, checking the bytes written against ``sha256``.
+
+    A copy, never a link: a model directory and the export cache must not share damage.
+    """
+    if dst.exists() and os.path.samefile(src, dst):
+        return
+    tmp = dst.with_name(f".{dst.name}.partial")
+    digest = hashlib.sha256()
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            while chunk := fin.read(4 * 1024 * 1024):
+                digest.update(chunk)
+                fout.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise ModelLoadError(
+                f"{src.name} changed on disk while the model was in use; the model was not saved."
+            )
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)

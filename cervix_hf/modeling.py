@@ -11,10 +11,8 @@ onnxruntime, numpy, Pillow, scikit-learn and skops only; training needs torch an
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
-import os
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +23,7 @@ import numpy as np
 
 from . import hub
 from .analysis import CellAnalysis
-from .artifacts import check_classifier, load_skops, save_skops
+from .artifacts import copy_verified, load_heads, save_skops
 from .config import CONFIG_NAME, METRICS_NAME, CervixConfig
 from .errors import ConfigMismatchError, ModelLoadError
 from .explain import contribution_maps, linear_form
@@ -213,7 +211,7 @@ class CervixClassifier:
             )
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
-        _place_file(self.backbone.path, out / cfg.backbone_onnx.file, cfg.backbone_onnx.sha256)
+        copy_verified(self.backbone.path, out / cfg.backbone_onnx.file, cfg.backbone_onnx.sha256)
         save_skops(self.head, out / cfg.head)
         if self.cell_type_head is not None and cfg.cell_type_head:
             save_skops(self.cell_type_head, out / cfg.cell_type_head)
@@ -299,7 +297,7 @@ class CervixClassifier:
                     f"The given backbone ({backbone.sha256[:12]}) is not this model's "
                     "backbone.onnx; the predictions would not be the model's."
                 )
-            head, cell_head, novelty = _load_heads(config, fetch)
+            head, cell_head, novelty = load_heads(config, fetch)
             if pending is not None:
                 backbone = pending.result()
         assert backbone is not None
@@ -327,29 +325,6 @@ class CervixClassifier:
             )
 
 
-def _load_heads(config: CervixConfig, fetch: Callable[[str], Path]) -> tuple[Any, Any, Any]:
-    """The binary head, the cell-type head and the unusual-image detector, checked."""
-    head = load_skops(fetch(config.head))
-    check_classifier(head, feature_dim=config.feature_dim, classes=config.labels, name=config.head)
-    cell_head = None
-    if config.cell_type_head:
-        cell_head = load_skops(fetch(config.cell_type_head))
-        check_classifier(
-            cell_head,
-            feature_dim=config.feature_dim,
-            classes=config.cell_types or (),
-            name=config.cell_type_head,
-        )
-    novelty = None
-    if config.novelty_detector:
-        novelty = load_skops(fetch(config.novelty_detector))
-        if not hasattr(novelty, "steps") or not hasattr(novelty[-1], "kneighbors"):
-            raise ConfigMismatchError(
-                f"{config.novelty_detector} is not a cervix_hf unusual-image detector."
-            )
-    return head, cell_head, novelty
-
-
 def _load_backbone(
     config: CervixConfig, fetch: Callable[[], Path], warm_up: bool, threads: int | None = None
 ) -> OnnxBackbone:
@@ -364,29 +339,6 @@ def _load_backbone(
         label=config.backbone_onnx.file,
         warm_up=warm_up,
     )
-
-
-def _place_file(src: Path, dst: Path, sha256: str) -> None:
-    """Copy ``src`` to ``dst``, checking the bytes written against ``sha256``.
-
-    A copy, never a link: a model directory and the export cache must not share damage.
-    """
-    if dst.exists() and os.path.samefile(src, dst):
-        return
-    tmp = dst.with_name(f".{dst.name}.partial")
-    digest = hashlib.sha256()
-    try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            while chunk := fin.read(4 * 1024 * 1024):
-                digest.update(chunk)
-                fout.write(chunk)
-        if digest.hexdigest() != sha256:
-            raise ModelLoadError(
-                f"{src.name} changed on disk while the model was in use; the model was not saved."
-            )
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _export_backbone(config: CervixConfig) -> tuple[CervixConfig, Path]:

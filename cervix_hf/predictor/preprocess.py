@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..config_schema import CROP_MODES
 from ..errors import ConfigMismatchError
 
 #: timm interpolation names -> Pillow resampling filters (as torchvision maps them for PIL).
@@ -29,7 +30,6 @@ INTERPOLATIONS: dict[str, Image.Resampling] = {
     "hamming": Image.Resampling.HAMMING,
     "lanczos": Image.Resampling.LANCZOS,
 }
-CROP_MODES: tuple[str, ...] = ("center", "squash", "border")
 DEFAULT_CROP_PCT = 0.875  # timm's default when a config has none
 
 
