@@ -17,6 +17,7 @@ from typing import Any
 
 from .config_schema import SHA256, bad, build, check_data_config, check_file_name, finite
 from .errors import ModelLoadError
+from .features.precision import PrecisionRecord
 from .labels import CELL_TYPES, GROUPING_CHOICES, LABELS, POSITIVE_LABEL
 
 CONFIG_NAME = "config.json"
@@ -82,6 +83,9 @@ class CervixConfig:
         weights_sha256: hash of the backbone's state dict; rebuilding it checks it.
         backbone_onnx: the exported trunk the model runs on (None in models saved before it
             travelled with them: those are exported on load).
+        precision: the precision the head's training features were computed in and how
+            closely the serving path (ONNX Runtime fp32) reproduces the head's outputs
+            (None: not recorded, fp32).
         data_config: timm data config (input size, interpolation, mean, std, crop).
         feature_dim: length of the pooled feature vector the head takes.
         labels: class names in the head's ``classes_`` order (always Normal, Abnormal).
@@ -108,6 +112,7 @@ class CervixConfig:
     backbone_revision: str | None = None
     init_seed: int | None = None
     backbone_onnx: OnnxFile | None = None
+    precision: PrecisionRecord | None = None
     labels: tuple[str, ...] = LABELS
     positive_label: str = POSITIVE_LABEL
     grouping: str = "clinical"

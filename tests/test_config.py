@@ -4,6 +4,7 @@ import pytest
 
 from cervix_hf.config import CervixConfig, OnnxFile
 from cervix_hf.errors import ConfigMismatchError, ModelLoadError
+from cervix_hf.features.precision import PrecisionRecord, serving_agreement
 from cervix_hf.labels import CELL_TYPES
 
 
@@ -33,12 +34,14 @@ def test_json_round_trip(tmp_path):
         cell_type_head="types.skops",
         metrics={"test": {"accuracy": 0.5}},
         backbone_onnx=OnnxFile(sha256="cd" * 32, exported_with={"torch": "2.14.1"}),
+        precision=PrecisionRecord("bf16", "torch", agreement=serving_agreement([0.2], [0.3], 0.5)),
     )
     cfg.to_json(tmp_path / "config.json")
     back = CervixConfig.from_json(tmp_path / "config.json")
     assert back.labels == ("Normal", "Abnormal")
     assert back.cell_types == CELL_TYPES
     assert back.backbone_onnx == cfg.backbone_onnx and back == cfg
+    assert back.precision.agreement.max_abs_delta_p == pytest.approx(0.1)
     assert back.metrics == {"test": {"accuracy": 0.5}}
     assert back.positive_index == 1
     assert back.versions["torch"] == cfg.versions["torch"]
@@ -139,6 +142,12 @@ LIES = [
     ({"novelty_detector": "n.skops"}, "novelty_threshold"),
     ({"test_size": 1.5}, "test_size"),
     ({"format_version": 0}, "format_version"),
+    ({"precision": {"training": "fp8", "training_engine": "torch"}}, "precision.training"),
+    ({"precision": {"training": "fp32"}}, "precision.training_engine' is missing"),
+    (
+        {"precision": {"training": "fp32", "training_engine": "onnx", "agreement": {"n": "x"}}},
+        "precision.agreement",
+    ),
 ]
 
 

@@ -13,6 +13,7 @@ Imports neither torch nor timm (only :func:`serving_twin` builds a backbone).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -255,7 +256,10 @@ class PrecisionRecord:
         }
         values = {}
         for name, allowed in choices.items():
-            value = data.get(name, cls.__dataclass_fields__[name].default)
+            default = cls.__dataclass_fields__[name].default
+            if name not in data and default is dataclasses.MISSING:
+                raise ModelLoadError(f"config.json 'precision.{name}' is missing.")
+            value = data.get(name, default)
             if value not in allowed:
                 raise ModelLoadError(
                     f"config.json 'precision.{name}' must be one of {list(allowed)}, got {value!r}."
