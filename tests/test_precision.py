@@ -172,7 +172,7 @@ def test_a_saved_models_features_are_recomputed_at_its_training_precision(
     for value in (record, record.to_dict(), "bf16"):
         assert training_precision(SimpleNamespace(precision=value)) == "bf16"
     monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: True)
-    bf16_config = SimpleNamespace(**config.__dict__, precision=record.to_dict())
+    bf16_config = config.replace(precision=record)
     rebuilt = backbone_for_config(bf16_config, device="cpu")
     assert (rebuilt.engine, rebuilt.precision) == ("torch", "bf16")
     assert rebuilt.cache_key()["precision"] == "bf16"  # the training features' cache entry
