@@ -148,9 +148,11 @@ def train(opts: TrainOptions) -> TrainResult:
                 "Cell-type head: held-out accuracy %.4f", metrics["test_cell_type"]["accuracy"]
             )
     stats = np.concatenate([feats, spread], axis=1)
-    detector, novelty_threshold = fit_novelty(stats[tr], stats[te])
+    detector, novelty_threshold = fit_novelty(stats[tr], g_tr)
     metrics["novelty"] = {
         "threshold": novelty_threshold,
+        "threshold_from": "leave-one-cluster-out" if g_tr is not None else "leave-one-out",
+        # held-out cells: their cluster images played no part in setting the threshold
         "heldout_flagged_rate": float(
             (novelty_scores(detector, stats[te]) > novelty_threshold).mean()
         ),
