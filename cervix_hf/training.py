@@ -14,7 +14,7 @@ from .config import CELL_TYPE_HEAD_NAME, NOVELTY_NAME, CervixConfig
 from .data import load_cells
 from .features import DEFAULT_BACKBONE, create_backbone, dataset_feature_stats
 from .head import C_GRID, fit_head
-from .labels import CELL_TYPES
+from .labels import CELL_TYPES, LABELS, POSITIVE_LABEL
 from .metrics import binary_metrics, multiclass_metrics
 from .modeling import CervixClassifier
 from .novelty import fit_novelty, novelty_scores
@@ -50,10 +50,12 @@ class TrainOptions:
     push_to_hub: str | None = None
     private: bool = False
     progress: bool = True
-    cv_folds: int = 0  # > 0: grouped K-fold CV, operating point, plots (cervix_hf.evaluation)
+    cv_folds: int = 0  # > 0: evaluation (operating point, held-out, nested CV; plots, card)
     target_sensitivity: float = 0.99
     calibrate: str | None = None
     protocol: str = "grouped"
+    prevalence: float | None = None
+    repeats: int = 1
 
 
 @dataclass
@@ -93,7 +95,9 @@ def train(opts: TrainOptions) -> TrainResult:
     columns = columns.with_format("numpy")
     labels = np.asarray(columns["label"], dtype=int)
     groups = np.asarray(columns["group"]).astype(str) if data.has_groups else None
-    split = train_test_split(labels, groups, test_size=opts.test_size, seed=opts.seed)
+    types = np.asarray(columns["cell_type"], dtype=int) if data.has_cell_types else None
+    # stratified by cell type within cluster groups, so no type is missing from either side
+    split = train_test_split(labels, groups, test_size=opts.test_size, seed=opts.seed, strata=types)
 
     backbone = create_backbone(
         opts.backbone,
@@ -117,12 +121,15 @@ def train(opts: TrainOptions) -> TrainResult:
     t_fit = time.perf_counter()
     head, head_params = fit_head(feats[tr], labels[tr], g_tr, c_grid=opts.c_grid, seed=opts.seed)
     head_params["fit_seconds"] = round(time.perf_counter() - t_fit, 3)
-    p_test = head.predict_proba(feats[te])[:, 1]
+    positive = LABELS.index(POSITIVE_LABEL)
+    p_test = head.predict_proba(feats[te])[:, positive]
     metrics: dict[str, Any] = {
-        "test": binary_metrics(labels[te], p_test),
+        # at 0.5, the threshold predict uses until an evaluation chooses an operating point
+        "test": binary_metrics(labels[te] == positive, p_test),
         "train_size": len(tr),
         "test_size": len(te),
         "split_grouped": split.grouped,
+        "split_strata": "cell_type" if types is not None else "label",
     }
     logger.info(
         "Held-out: accuracy %.4f, sensitivity %s, specificity %s, ROC AUC %s",
@@ -136,7 +143,6 @@ def train(opts: TrainOptions) -> TrainResult:
         if not data.has_cell_types:
             logger.warning("--cell-types ignored: the data has no cell-type labels.")
         else:
-            types = np.asarray(columns["cell_type"], dtype=int)
             cell_head, cell_params = fit_head(
                 feats[tr], types[tr], g_tr, c_grid=opts.c_grid, seed=opts.seed
             )
@@ -182,31 +188,51 @@ def train(opts: TrainOptions) -> TrainResult:
     )
     model = CervixClassifier(config, backbone, head, cell_head, novelty=detector)
     commit = None
-    if opts.cv_folds:  # grouped CV, operating point, calibration, plots; pushes the directory
-        from .evaluation import EvalOptions, evaluate_and_save
+    if opts.cv_folds:  # operating point, held-out score, nested CV, plots; pushes the directory
+        from .evaluation import DataInfo, EvalOptions, evaluate_model, save_evaluated
+        from .evaluation.run import seed_features
 
-        model, commit = evaluate_and_save(
+        eval_opts = EvalOptions(
+            folds=opts.cv_folds,
+            seed=opts.seed,
+            target_sensitivity=opts.target_sensitivity,
+            calibrate=opts.calibrate,
+            protocol=opts.protocol,
+            prevalence=opts.prevalence,
+            repeats=opts.repeats,
+        )
+        eval_opts.check()
+        seed_feats = None
+        if opts.protocol == "seed" and types is not None:
+            seed_feats = seed_features(
+                config,
+                ds,
+                data.fingerprint,
+                weights_file=opts.weights_file,
+                cache_dir=opts.cache_dir,
+                device=opts.device,
+                engine=opts.engine,
+                progress=opts.progress,
+            )
+        model, _ = evaluate_model(
             model,
             feats,
             labels,
             groups,
-            EvalOptions(
-                folds=opts.cv_folds,
-                seed=opts.seed,
-                target_sensitivity=opts.target_sensitivity,
-                calibrate=opts.calibrate,
-                protocol=opts.protocol,
-            ),
-            out=opts.out,
-            cell_types=(
-                np.asarray(columns["cell_type"], dtype=int) if data.has_cell_types else None
-            ),
+            opts=eval_opts,
             train_rows=tr,
             test_rows=te,
-            dataset=opts.dataset_name or data.source,
-            push_to_hub=opts.push_to_hub,
-            private=opts.private,
+            info=DataInfo(
+                config.dataset or data.source,
+                config.dataset_revision,
+                data.fingerprint,
+                data.grouping,
+            ),
+            cell_types=types,
+            seed_feats=seed_feats,
+            origin="scripts/train.py --cv",
         )
+        commit = save_evaluated(model, opts.out, push_to_hub=opts.push_to_hub, private=opts.private)
     else:
         model.save_pretrained(opts.out, repo_id=opts.push_to_hub)
         if opts.push_to_hub:
