@@ -59,7 +59,8 @@ INTERVAL_METHODS: dict[str, str] = {
     "cp-ess": (
         "Clopper-Pearson interval on the effective sample size, i.e. the number of cells "
         "divided by the design effect of the cluster images (Korn & Graubard 1998); with no "
-        "error to estimate a variance from, every cluster image counts as one observation"
+        "error to estimate it from, the design effect comes from the intra-cluster "
+        "correlation of the scores"
     ),
     "cp-ess-rechosen": (
         "Clopper-Pearson interval on the effective sample size implied by a cluster "

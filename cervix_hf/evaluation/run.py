@@ -296,6 +296,11 @@ def evaluate_directory(
     )
     info = DataInfo(data.source, data.revision, data.fingerprint, data.grouping)
     if not same:
+        if opts.calibrate or opts.protocol != "grouped" or opts.repeats > 1:
+            logger.warning(
+                "--calibrate, --protocol and --repeats are ignored: an external validation "
+                "scores the frozen model and fits nothing."
+            )
         return _external(
             model,
             model_dir,

@@ -74,7 +74,9 @@ def summary_lines(report: EvaluationReport) -> list[str]:
             f"accuracy {fmt_estimate(seed.inflation)}"
         )
     for where in report.few_clusters():
-        lines.append(f"warning: {where}: fewer than 50 cluster images, intervals under-cover")
+        lines.append(
+            f"warning: {where}: fewer than 50 cluster images, bootstrap intervals under-cover"
+        )
     return lines
 
 
