@@ -95,6 +95,7 @@ def test_card_after_evaluation_shows_everything(evaluated):
     body = text.split("---", 2)[2].strip().splitlines()
     assert "RANDOMLY INITIALISED" in "\n".join(body[:4]) and "SYNTHETIC" in "\n".join(body[:6])
     assert "**Which number is which:**" in text
+    assert "re-run with `scripts/evaluate.py` on the training data itself" in text
     assert "### Per cell type" in text and "### Protocol comparison" in text
     assert "Over the 2 repeats" in text
     for name in PLOT_FILES.values():
