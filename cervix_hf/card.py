@@ -1,38 +1,48 @@
 """Model card rendered from the top-level ``model_card.md`` template with ``ModelCard``.
 
-The YAML metadata comes from ``ModelCardData`` (``model-index`` from ``EvalResult``s: the
-grouped-CV metrics when the model was cross-validated, and the held-out split's); the body
-from the template, with tables prepared here from ``config.metrics``.
+The body reads the typed evaluation report (:class:`~cervix_hf.evaluation.report.
+EvaluationReport`) and any external validation reports. The YAML ``model-index`` lists, for
+the published head, its held-out figures at the threshold ``predict`` uses (recorded in each
+entry's args) plus the threshold-free AUC; the nested-CV estimate of the recipe at the same
+operating-point rule; and each current external validation under that dataset's own name.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .config import CervixConfig
+from .evaluation.external import file_sha256, load_external
+from .evaluation.report import (
+    FEW_CLUSTERS,
+    AtThreshold,
+    EvaluationReport,
+    ExternalReport,
+    Performance,
+)
+from .evaluation.serialise import has_legacy_report, report_from_metrics
+from .evaluation.text import fmt, fmt_estimate, fmt_spread, method_text
 from .labels import GROUPINGS
 from .metrics import ECE_WARNING
 
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "model_card.md"
 PLACEHOLDER_REPO = "<user>/<repo>"
+CARD_NAME = "README.md"
 
-#: metrics.json key -> (model-index metric type, label in the card's tables).
-CARD_METRICS: dict[str, tuple[str, str]] = {
-    "accuracy": ("accuracy", "accuracy"),
-    "sensitivity": ("recall", "sensitivity (Abnormal recall)"),
+#: Threshold-dependent figures in the model-index: AtThreshold field -> (type, name).
+INDEX_METRICS: dict[str, tuple[str, str]] = {
+    "sensitivity": ("recall", "sensitivity"),
     "specificity": ("specificity", "specificity"),
-    "precision": ("precision", "precision (PPV at this data's prevalence)"),
-    "f1": ("f1", "F1"),
-    "roc_auc": ("roc_auc", "ROC AUC"),
-    "brier": ("brier_score", "Brier score (lower is better)"),
-    "ece": ("ece", "ECE, 10 bins (lower is better)"),
+    "ppv": ("precision", "ppv"),
+    "npv": ("npv", "npv"),
+    "accuracy": ("accuracy", "accuracy"),
 }
-#: Metrics that do not depend on the decision threshold.
-THRESHOLD_FREE = ("roc_auc", "brier", "ece")
-#: Held-out metrics in the model-index (the held-out split has no ECE).
+#: Held-out metrics of a model without an evaluation report (``metrics["test"]``).
 HELD_OUT_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc")
 
 
@@ -75,238 +85,191 @@ def card_warnings(config: CervixConfig) -> list[str]:
     return out
 
 
-def fmt(value: float | None, digits: int = 4) -> str:
-    """A metric for the card: fixed decimals, ``n/a`` for a missing value."""
-    return "n/a" if value is None else f"{value:.{digits}f}"
+def is_current(ext: ExternalReport, config: CervixConfig, head_sha256: str | None) -> bool:
+    """Whether an external report describes the model as it is now (threshold and head)."""
+    same_head = head_sha256 is None or ext.head_sha256 == head_sha256
+    return same_head and abs(ext.threshold - config.decision_threshold) < 1e-12
 
 
-def fmt_ci(value: float | None, interval: list[float] | None, digits: int = 3) -> str:
-    """``value (low-high)``, or the value alone without an interval."""
-    if value is None:
-        return "n/a"
-    if not interval:
-        return fmt(value, digits)
-    return f"{value:.{digits}f} ({interval[0]:.{digits}f}-{interval[1]:.{digits}f})"
-
-
-def _spread_text(spread: dict[str, float] | None) -> str:
-    if not spread:
-        return "n/a"
-    return f"{spread['mean']:.3f} ± {spread['sd']:.3f} [{spread['min']:.3f}, {spread['max']:.3f}]"
-
-
-def model_index_results(config: CervixConfig, dataset: str) -> list[EvalResult] | None:
-    """``EvalResult``s for the model-index: grouped-CV metrics first, then the held-out split.
-
-    Values are the ``metrics.json`` values rounded to 4 decimals; ``metric_name`` is the
-    ``metrics.json`` key (``..._at_operating_point`` for the operating point).
-    """
-    metrics = config.metrics
-    common = {
-        "task_type": "image-classification",
-        "task_name": "Normal vs Abnormal cell classification",
-        "dataset_type": dataset if _is_hub_id(dataset) else "local",
-        "dataset_name": dataset,
-        "dataset_revision": config.dataset_revision,
-    }
-    results: list[EvalResult] = []
-    cv = metrics.get("cv")
-    if cv:
-        split = (
-            f"{cv['n_splits']}-fold CV grouped by cluster image, out-of-fold"
-            if cv["grouped"]
-            else f"{cv['n_splits']}-fold CV per image, out-of-fold"
-        )
-        for key, (mtype, _) in CARD_METRICS.items():
-            value = cv["pooled"].get(key)
-            if value is not None:
-                results.append(
-                    EvalResult(
-                        **common,
-                        dataset_split=split,
-                        metric_type=mtype,
-                        metric_name=key,
-                        metric_value=round(float(value), 4),
-                    )
-                )
-        op = cv["operating_point"]
-        for key in ("sensitivity", "specificity"):
-            value = op["metrics"].get(key)
-            if value is not None:
-                results.append(
-                    EvalResult(
-                        **common,
-                        dataset_split=split,
-                        metric_type=f"{key}_at_operating_point",
-                        metric_name=f"{key}_at_operating_point",
-                        metric_value=round(float(value), 4),
-                        metric_args={"threshold": round(float(op["threshold"]), 6)},
-                    )
-                )
-    test = metrics.get("test") or {}
-    for key in HELD_OUT_METRICS:
-        if test.get(key) is not None:
-            results.append(
+def _entries(
+    common: dict[str, Any], split: str, at: AtThreshold, auc: float | None, args: dict
+) -> list[EvalResult]:
+    """Model-index entries for one scored set: threshold figures with ``args``, then AUC."""
+    out = []
+    for key, (mtype, name) in INDEX_METRICS.items():
+        value = getattr(at, key).value
+        if value is not None:
+            out.append(
                 EvalResult(
                     **common,
-                    dataset_split="held-out",
-                    metric_type=CARD_METRICS[key][0],
-                    metric_name=key,
-                    metric_value=round(float(test[key]), 4),
+                    dataset_split=split,
+                    metric_type=mtype,
+                    metric_name=name,
+                    metric_value=round(float(value), 4),
+                    metric_args=dict(args),
                 )
             )
-    return results or None
-
-
-def _cv_context(cv: dict[str, Any]) -> dict[str, Any]:
-    """Rows of the card's grouped-CV tables."""
-    ci = cv["ci"]
-    op = cv["operating_point"]
-    rows = []
-    for key, (_, label) in CARD_METRICS.items():
-        rows.append(
-            {
-                "name": label,
-                "pooled": fmt_ci(cv["pooled"].get(key), (ci["pooled"] or {}).get(key)),
-                "folds": _spread_text(cv["fold_spread"].get(key)),
-                "op": (
-                    "same (no threshold)"
-                    if key in THRESHOLD_FREE
-                    else fmt_ci(op["metrics"].get(key), (ci["operating_point"] or {}).get(key))
-                ),
-            }
-        )
-    folds = [
-        {
-            "fold": f["fold"] + 1,
-            "n": f["n"],
-            "n_groups": "n/a" if f.get("n_groups") is None else f["n_groups"],
-            "n_positive": f["n_positive"],
-            "C": f.get("C"),
-            "accuracy": fmt(f["accuracy"], 3),
-            "sensitivity": fmt(f["sensitivity"], 3),
-            "specificity": fmt(f["specificity"], 3),
-            "roc_auc": fmt(f["roc_auc"], 3),
-            "ece": fmt(f.get("ece"), 3),
-        }
-        for f in cv["folds"]
-    ]
-    if cv.get("c_selection") == "fixed":
-        c_text = (
-            f"fixed to the published head's C={cv.get('c_model')} in every fold (that C was "
-            "chosen on the model's training split, which overlaps the test folds: mildly "
-            "optimistic)"
-        )
-    else:
-        c_text = (
-            "chosen inside each training fold by a grouped inner cross-validation (nested; "
-            "the test fold never influences it)"
-        )
-    pooled_ece = cv["pooled"].get("ece")
-    return {
-        "cv_rows": rows,
-        "fold_rows": folds,
-        "c_text": c_text,
-        "ci_text": (
-            f"{round(100 * ci['level'])}% percentile bootstrap over "
-            + (
-                f"the {ci['n_units']} cluster images (whole cluster images resampled with "
-                "replacement, not cells)"
-                if ci["unit"] == "groups"
-                else f"the {ci['n_units']} cells (the data has no cluster-image groups)"
-            )
-            + f", {ci['n_resamples']} resamples, seed {ci['seed']}"
-        ),
-        "poorly_calibrated": pooled_ece is not None and pooled_ece > ECE_WARNING,
-        "spec_cost": op.get("specificity_cost_vs_0_5"),
-        "op_ci": ci["operating_point"] or {},
-    }
-
-
-def _seed_rows(seed: dict[str, Any], cv: dict[str, Any], grouping: str) -> list[dict[str, Any]]:
-    """Rows of the protocol comparison: the original protocol, then grouped CVs."""
-    split = seed["split"]
-    gcv = seed["grouped_cv"]
-
-    def row(name: str, grouping_: str, how: str, n: int, m: dict, ci: dict | None) -> dict:
-        ci = ci or {}
-        return {
-            "name": name,
-            "grouping": grouping_,
-            "how": how,
-            "n": n,
-            **{k: fmt_ci(m.get(k), ci.get(k)) for k in ("accuracy", "sensitivity", "specificity")},
-            "roc_auc": fmt_ci(m.get("roc_auc"), ci.get("roc_auc")),
-        }
-
-    leak = split.get("test_cells_with_cluster_in_train")
-    leak_text = (
-        f"; {100 * leak:.0f}% of test cells share a cluster image with training cells"
-        if (leak is not None)
-        else ""
-    )
-    return [
-        row(
-            "original project's protocol (leaky)",
-            "seed",
-            f"{split['description']}{leak_text}; CI over cells",
-            split["test_size"],
-            split["test"],
-            split["ci"],
-        ),
-        row(
-            "same grouping, grouped CV",
-            "seed",
-            f"{gcv['description']}; CI over cluster images",
-            gcv["pooled"]["n"],
-            gcv["pooled"],
-            gcv["ci"],
-        ),
-        row(
-            "this model's protocol (headline)",
-            grouping,
-            f"{cv['n_splits']}-fold CV grouped by cluster image; CI over cluster images",
-            cv["n"],
-            cv["pooled"],
-            cv["ci"]["pooled"],
-        ),
-    ]
-
-
-def not_measured(config: CervixConfig) -> list[str]:
-    """What this card's numbers do not cover, for the last section."""
-    metrics = config.metrics
-    out = [
-        "Performance with the real pretrained backbone on the real SIPaKMeD data, unless the "
-        "Evaluation section above comes from such a run.",
-        "Performance on other labs, stains, scanners or magnifications (no external validation).",
-        "Performance per patient or per slide (SIPaKMeD has no patient ids; cluster images "
-        "are the closest grouping available).",
-        "Positive predictive value at screening prevalence: the data's Abnormal share is set "
-        "by how the dataset was collected, not by a screening population.",
-        "Agreement between cytologists on the labels (no inter-observer data).",
-    ]
-    if metrics.get("cv"):
-        out += [
-            "The published head itself on unseen data: cross-validation estimates the "
-            "training recipe; the head was refitted on the training split.",
-            "The operating point on independent data: it was chosen on the same out-of-fold "
-            "predictions it is reported on, and its intervals hold the threshold fixed.",
-        ]
-    else:
+    if auc is not None:
         out.append(
-            "Grouped cross-validation, confidence intervals, calibration and an operating point "
-            "(not computed for this model: run scripts/evaluate.py)."
+            EvalResult(
+                **common,
+                dataset_split=split,
+                metric_type="roc_auc",
+                metric_name="roc_auc",
+                metric_value=round(float(auc), 4),
+            )
         )
     return out
 
 
-def render_model_card(config: CervixConfig, repo_id: str = PLACEHOLDER_REPO) -> str:
-    """Render the card: YAML metadata (with ``model-index``) and the sections."""
+def _common(dataset: str, revision: str | None, task: str) -> dict[str, Any]:
+    return {
+        "task_type": "image-classification",
+        "task_name": task,
+        "dataset_type": dataset if _is_hub_id(dataset) else "local",
+        "dataset_name": dataset,
+        "dataset_revision": revision,
+    }
+
+
+def held_out_split_name(perf: Performance) -> str:
+    """The model-index split name of the published head's held-out score."""
+    at = perf.at_threshold
+    return f"held-out split, published head ({at.n} images, {at.n_groups} cluster images)"
+
+
+def nested_split_name(report: EvaluationReport) -> str:
+    """The model-index split name of the nested-CV estimate."""
+    n = report.nested
+    return f"nested {n.n_splits}-fold CV grouped by cluster image (the training recipe)"
+
+
+def model_index_results(
+    config: CervixConfig,
+    dataset: str,
+    external: Sequence[ExternalReport] = (),
+    head_sha256: str | None = None,
+) -> list[EvalResult] | None:
+    """``EvalResult``s: the published head's held-out figures, the nested CV, externals."""
+    task = "Normal vs Abnormal cell classification"
+    common = _common(dataset, config.dataset_revision, task)
+    t = round(float(config.decision_threshold), 6)
+    results: list[EvalResult] = []
+    report = report_from_metrics(config.metrics)
+    if report is not None:
+        if report.held_out is not None:
+            perf = report.held_out.performance
+            results += _entries(
+                common,
+                held_out_split_name(perf),
+                perf.at_threshold,
+                perf.scores.roc_auc.value,
+                {"threshold": t},
+            )
+        perf = report.nested.performance
+        rule = {
+            "operating_point": f"sensitivity >= {report.target_sensitivity}, threshold "
+            "re-chosen in each outer fold by the rule that set the published one",
+        }
+        results += _entries(
+            common, nested_split_name(report), perf.at_threshold, perf.scores.roc_auc.value, rule
+        )
+    elif not has_legacy_report(config.metrics):
+        test = config.metrics.get("test") or {}
+        for key in HELD_OUT_METRICS:
+            if test.get(key) is not None:
+                args = (
+                    None if key == "roc_auc" else {"threshold": round(float(test["threshold"]), 6)}
+                )
+                results.append(
+                    EvalResult(
+                        **common,
+                        dataset_split="held-out split, published head",
+                        metric_type="recall" if key == "sensitivity" else key,
+                        metric_name=key,
+                        metric_value=round(float(test[key]), 4),
+                        metric_args=args,
+                    )
+                )
+    for ext in external:
+        if is_current(ext, config, head_sha256):
+            perf = ext.performance
+            results += _entries(
+                _common(ext.dataset, ext.dataset_revision, task),
+                f"external validation ({perf.at_threshold.n} images)",
+                perf.at_threshold,
+                perf.scores.roc_auc.value,
+                {"threshold": round(float(ext.threshold), 6)},
+            )
+    return results or None
+
+
+def not_measured(config: CervixConfig, report: EvaluationReport | None, n_external: int) -> list:
+    """What this card's numbers do not cover, for the last section."""
+    out = [
+        "Performance with the real pretrained backbone on the real SIPaKMeD data, unless the "
+        "Evaluation section above comes from such a run.",
+        "Performance per patient or per slide (SIPaKMeD has no patient ids; cluster images "
+        "are the closest grouping available).",
+        "Agreement between cytologists on the labels (no inter-observer data).",
+    ]
+    if not n_external:
+        out.append(
+            "Performance on other labs, stains, scanners or magnifications (no external "
+            "validation recorded)."
+        )
+    if report is None:
+        out.append(
+            "Grouped cross-validation, confidence intervals, calibration and an operating point "
+            "(not computed for this model: run scripts/evaluate.py)."
+        )
+    elif report.prevalence is None:
+        out.append(
+            "Positive predictive value at screening prevalence: the PPV above is at the data's "
+            "Abnormal share, set by how the dataset was collected (give --prevalence)."
+        )
+    return out
+
+
+def _context(config: CervixConfig, report: EvaluationReport | None) -> dict[str, Any]:
+    """Values the template needs beyond the report itself."""
+    if report is None:
+        return {}
+    methods = {
+        e.method
+        for perf in [report.nested.performance]
+        + ([report.held_out.performance] if report.held_out else [])
+        for e in (perf.at_threshold.sensitivity, perf.scores.roc_auc)
+        if e.method
+    }
+    thresholds = [f.threshold for f in report.nested.folds if f.repeat == 0]
+    return {
+        "methods": {m: method_text(m) for m in sorted(methods)},
+        "few_clusters": report.few_clusters(),
+        "few_limit": FEW_CLUSTERS,
+        "fold_thresholds": (
+            f"{min(thresholds):.4f}-{max(thresholds):.4f}" if thresholds else "n/a"
+        ),
+        "poorly_calibrated": (report.nested.performance.scores.ece.value or 0.0) > ECE_WARNING,
+    }
+
+
+def render_model_card(
+    config: CervixConfig,
+    repo_id: str = PLACEHOLDER_REPO,
+    external: Sequence[ExternalReport] = (),
+    head_sha256: str | None = None,
+) -> str:
+    """Render the card: YAML metadata (with ``model-index``) and the sections.
+
+    Args:
+        config: the model's config (its metrics hold the evaluation report).
+        repo_id: the Hub id for the usage snippet.
+        external: external validation reports (see :mod:`cervix_hf.evaluation.external`).
+        head_sha256: hash of the current head file, to tell stale external reports.
+    """
     metrics = config.metrics
-    test: dict[str, Any] = metrics.get("test", {})
-    cv: dict[str, Any] | None = metrics.get("cv")
-    seed: dict[str, Any] | None = metrics.get("protocol_seed")
+    report = report_from_metrics(metrics)
     dataset = config.dataset or "unknown"
     tags = [
         "image-classification",
@@ -332,7 +295,7 @@ def render_model_card(config: CervixConfig, repo_id: str = PLACEHOLDER_REPO) -> 
         datasets=[dataset] if _is_hub_id(dataset) else None,
         base_model=base_model_id(config),
         model_name=repo_id.split("/")[-1],
-        eval_results=model_index_results(config, dataset),
+        eval_results=model_index_results(config, dataset, external, head_sha256),
     )
     if config.grouping in GROUPINGS:
         mapping = GROUPINGS[config.grouping]
@@ -345,7 +308,7 @@ def render_model_card(config: CervixConfig, repo_id: str = PLACEHOLDER_REPO) -> 
         )
     else:
         grouping_text = "The data was labelled Normal/Abnormal before training (no cell types)."
-    calibration = config.head_params.get("calibration") or {}
+    current = [e for e in external if is_current(e, config, head_sha256)]
     card = ModelCard.from_template(
         card_data,
         template_path=str(_template_path()),
@@ -356,15 +319,22 @@ def render_model_card(config: CervixConfig, repo_id: str = PLACEHOLDER_REPO) -> 
             f"{repo_id.split('/')[0]}/<space>" if repo_id != PLACEHOLDER_REPO else "<user>/<space>"
         ),
         warnings=card_warnings(config),
-        test=test,
-        cv=cv,
-        seed=seed,
-        seed_rows=_seed_rows(seed, cv, config.grouping) if seed and cv else None,
-        calibration=calibration,
+        test=metrics.get("test", {}),
+        report=report,
+        legacy=has_legacy_report(metrics),
+        external=current,
+        stale_external=[e for e in external if e not in current],
+        calibration=config.head_params.get("calibration") or {},
         ece_warning=ECE_WARNING,
         fmt=fmt,
-        fmt_ci=fmt_ci,
+        e=fmt_estimate,
+        spread=fmt_spread,
         data_config_text=", ".join(f"{k}={v}" for k, v in config.data_config.items()),
+        precision_text=(
+            config.precision.card_sentence(config.positive_label)
+            if config.precision is not None
+            else "fp32 features (not recorded: a model saved before cervix_hf recorded it)"
+        ),
         dataset_text=(
             f"`{dataset}`"
             + (f" at revision `{config.dataset_revision}`" if config.dataset_revision else "")
@@ -378,12 +348,43 @@ def render_model_card(config: CervixConfig, repo_id: str = PLACEHOLDER_REPO) -> 
         split_text=(
             f"{100 * (config.test_size or 0):.0f}% held out, seed {config.split_seed}, "
             + (
-                "grouped by cluster image (no cluster on both sides)."
+                "grouped by cluster image (no cluster on both sides)"
                 if metrics.get("split_grouped")
-                else "per image (the data had no groups)."
+                else "per image (the data had no groups)"
+            )
+            + (
+                ", stratified by cell type."
+                if metrics.get("split_strata") == "cell_type"
+                else ", stratified by label."
             )
         ),
-        not_measured=not_measured(config),
-        **(_cv_context(cv) if cv else {}),
+        not_measured=not_measured(config, report, len(current)),
+        **_context(config, report),
     )
     return str(card)
+
+
+def repo_id_from_card(text: str) -> str | None:
+    """The repo id a rendered card's usage snippet names, if it names one."""
+    match = re.search(r'CervixClassifier\.from_pretrained\("([^"<>]+)"\)', text)
+    return match.group(1) if match else None
+
+
+def write_card(model_dir: str | Path, config: CervixConfig, repo_id: str | None = None) -> Path:
+    """Re-render ``README.md`` in a model directory with its external validation reports.
+
+    Without ``repo_id``, the id in the current card's usage snippet is kept.
+    """
+    model_dir = Path(model_dir)
+    path = model_dir / CARD_NAME
+    if repo_id is None and path.is_file():
+        repo_id = repo_id_from_card(path.read_text())
+    head = model_dir / config.head
+    text = render_model_card(
+        config,
+        repo_id=repo_id or PLACEHOLDER_REPO,
+        external=load_external(model_dir),
+        head_sha256=file_sha256(head) if head.is_file() else None,
+    )
+    path.write_text(text)
+    return path

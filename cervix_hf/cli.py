@@ -58,13 +58,30 @@ def fraction(text: str) -> float:
     return value
 
 
+def prevalence(text: str) -> float:
+    """argparse type: a prevalence in (0, 1)."""
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_evaluation_args(group: argparse._ArgumentGroup) -> None:
     """The evaluation flags shared by ``scripts/train.py --cv`` and ``scripts/evaluate.py``."""
     group.add_argument(
         "--target-sensitivity",
         type=fraction,
         default=0.99,
-        help="the decision threshold reaches this out-of-fold sensitivity (default: 0.99)",
+        help="the decision threshold reaches this sensitivity on out-of-fold predictions of "
+        "the training images (default: 0.99)",
     )
     group.add_argument(
         "--calibrate",
@@ -77,7 +94,21 @@ def add_evaluation_args(group: argparse._ArgumentGroup) -> None:
         "--protocol",
         choices=["grouped", "seed"],
         default="grouped",
-        help="seed: also run the original project's leaky protocol for comparison",
+        help="seed: also reproduce the original project's protocol (its features, grouping "
+        "and head) and measure what its per-cell split adds",
+    )
+    group.add_argument(
+        "--prevalence",
+        type=prevalence,
+        help="also report PPV / NPV and the decision curve at this share of Abnormal cells "
+        "(e.g. a screening population's; stated in the card)",
+    )
+    group.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=1,
+        help="repeat the nested grouped CV with this many fold seeds and report the spread "
+        "(default: 1)",
     )
 
 

@@ -13,8 +13,9 @@ import numpy as np
 from .config import CELL_TYPE_HEAD_NAME, NOVELTY_NAME, CervixConfig
 from .data import load_cells
 from .features import DEFAULT_BACKBONE, create_backbone, dataset_feature_stats
+from .features.precision import PrecisionRecord, head_agreement, sample_rows
 from .head import C_GRID, fit_head
-from .labels import CELL_TYPES
+from .labels import CELL_TYPES, LABELS, POSITIVE_LABEL
 from .metrics import binary_metrics, multiclass_metrics
 from .modeling import CervixClassifier
 from .novelty import fit_novelty, novelty_scores
@@ -52,10 +53,12 @@ class TrainOptions:
     push_to_hub: str | None = None
     private: bool = False
     progress: bool = True
-    cv_folds: int = 0  # > 0: grouped K-fold CV, operating point, plots (cervix_hf.evaluation)
+    cv_folds: int = 0  # > 0: evaluation (operating point, held-out, nested CV; plots, card)
     target_sensitivity: float = 0.99
     calibrate: str | None = None
     protocol: str = "grouped"
+    prevalence: float | None = None
+    repeats: int = 1
 
 
 @dataclass
@@ -82,6 +85,43 @@ def _dataset_revision(source: str, revision: str | None) -> str | None:
         return revision
 
 
+def with_precision_record(
+    model: CervixClassifier, backbone: Any, feats: np.ndarray, ds: Any, rows: np.ndarray
+) -> CervixClassifier:
+    """The model with its precision contract in its config: the precision its head's
+    features were computed in, and how closely the serving path (the model's ONNX backbone,
+    fp32) reproduces the head's outputs on a sample of training images, at the threshold
+    ``predict`` uses. Above 1e-3 in P(positive), or any flipped decision, it warns loudly
+    (the card says so too).
+    """
+    sample = sample_rows(rows)
+    images = [ds[int(i)]["image"] for i in sample]
+    served = model.backbone.embed(images)
+    cfg = model.config
+    agreement = head_agreement(
+        model.head, feats[sample], served, cfg.decision_threshold, cfg.positive_index
+    )
+    record = PrecisionRecord.of(backbone, agreement)
+    warning = record.warning(cfg.positive_label)
+    if warning:
+        logger.warning("%s", warning)
+    else:
+        logger.info(
+            "Serving agreement on %d training images: max |delta P| %.1e, %d flips",
+            agreement.n,
+            agreement.max_abs_delta_p,
+            agreement.n_flips,
+        )
+    return CervixClassifier(
+        cfg.replace(precision=record),
+        model.backbone,
+        model.head,
+        model.cell_type_head,
+        novelty=model.novelty,
+        source=model.source,
+    )
+
+
 def train(opts: TrainOptions) -> TrainResult:
     """Train, evaluate on the held-out split, save and optionally push a model."""
     t0 = time.perf_counter()
@@ -95,7 +135,9 @@ def train(opts: TrainOptions) -> TrainResult:
     columns = columns.with_format("numpy")
     labels = np.asarray(columns["label"], dtype=int)
     groups = np.asarray(columns["group"]).astype(str) if data.has_groups else None
-    split = train_test_split(labels, groups, test_size=opts.test_size, seed=opts.seed)
+    types = np.asarray(columns["cell_type"], dtype=int) if data.has_cell_types else None
+    # stratified by cell type within cluster groups, so no type is missing from either side
+    split = train_test_split(labels, groups, test_size=opts.test_size, seed=opts.seed, strata=types)
 
     backbone = create_backbone(
         opts.backbone,
@@ -121,12 +163,15 @@ def train(opts: TrainOptions) -> TrainResult:
     t_fit = time.perf_counter()
     head, head_params = fit_head(feats[tr], labels[tr], g_tr, c_grid=opts.c_grid, seed=opts.seed)
     head_params["fit_seconds"] = round(time.perf_counter() - t_fit, 3)
-    p_test = head.predict_proba(feats[te])[:, 1]
+    positive = LABELS.index(POSITIVE_LABEL)
+    p_test = head.predict_proba(feats[te])[:, positive]
     metrics: dict[str, Any] = {
-        "test": binary_metrics(labels[te], p_test),
+        # at 0.5, the threshold predict uses until an evaluation chooses an operating point
+        "test": binary_metrics(labels[te] == positive, p_test),
         "train_size": len(tr),
         "test_size": len(te),
         "split_grouped": split.grouped,
+        "split_strata": "cell_type" if types is not None else "label",
     }
     logger.info(
         "Held-out: accuracy %.4f, sensitivity %s, specificity %s, ROC AUC %s",
@@ -140,7 +185,6 @@ def train(opts: TrainOptions) -> TrainResult:
         if not data.has_cell_types:
             logger.warning("--cell-types ignored: the data has no cell-type labels.")
         else:
-            types = np.asarray(columns["cell_type"], dtype=int)
             cell_head, cell_params = fit_head(
                 feats[tr], types[tr], g_tr, c_grid=opts.c_grid, seed=opts.seed
             )
@@ -152,9 +196,11 @@ def train(opts: TrainOptions) -> TrainResult:
                 "Cell-type head: held-out accuracy %.4f", metrics["test_cell_type"]["accuracy"]
             )
     stats = np.concatenate([feats, spread], axis=1)
-    detector, novelty_threshold = fit_novelty(stats[tr], stats[te])
+    detector, novelty_threshold = fit_novelty(stats[tr], g_tr)
     metrics["novelty"] = {
         "threshold": novelty_threshold,
+        "threshold_from": "leave-one-cluster-out" if g_tr is not None else "leave-one-out",
+        # held-out cells: their cluster images played no part in setting the threshold
         "heldout_flagged_rate": float(
             (novelty_scores(detector, stats[te]) > novelty_threshold).mean()
         ),
@@ -187,32 +233,54 @@ def train(opts: TrainOptions) -> TrainResult:
     )
     model = CervixClassifier(config, serving, head, cell_head, novelty=detector)
     commit = None
-    if opts.cv_folds:  # grouped CV, operating point, calibration, plots; pushes the directory
-        from .evaluation import EvalOptions, evaluate_and_save
+    if opts.cv_folds:  # operating point, held-out score, nested CV, plots; pushes the directory
+        from .evaluation import DataInfo, EvalOptions, evaluate_model, save_evaluated
+        from .evaluation.run import seed_features
 
-        model, commit = evaluate_and_save(
+        eval_opts = EvalOptions(
+            folds=opts.cv_folds,
+            seed=opts.seed,
+            target_sensitivity=opts.target_sensitivity,
+            calibrate=opts.calibrate,
+            protocol=opts.protocol,
+            prevalence=opts.prevalence,
+            repeats=opts.repeats,
+        )
+        eval_opts.check()
+        seed_feats = None
+        if opts.protocol == "seed" and types is not None:
+            seed_feats = seed_features(
+                config,
+                ds,
+                data.fingerprint,
+                weights_file=opts.weights_file,
+                cache_dir=opts.cache_dir,
+                device=opts.device,
+                engine=opts.engine,
+                progress=opts.progress,
+            )
+        model, _ = evaluate_model(
             model,
             feats,
             labels,
             groups,
-            EvalOptions(
-                folds=opts.cv_folds,
-                seed=opts.seed,
-                target_sensitivity=opts.target_sensitivity,
-                calibrate=opts.calibrate,
-                protocol=opts.protocol,
-            ),
-            out=opts.out,
-            cell_types=(
-                np.asarray(columns["cell_type"], dtype=int) if data.has_cell_types else None
-            ),
+            opts=eval_opts,
             train_rows=tr,
             test_rows=te,
-            dataset=opts.dataset_name or data.source,
-            push_to_hub=opts.push_to_hub,
-            private=opts.private,
+            info=DataInfo(
+                config.dataset or data.source,
+                config.dataset_revision,
+                data.fingerprint,
+                data.grouping,
+            ),
+            cell_types=types,
+            seed_feats=seed_feats,
+            origin="scripts/train.py --cv",
         )
+        model = with_precision_record(model, backbone, feats, ds, tr)
+        commit = save_evaluated(model, opts.out, push_to_hub=opts.push_to_hub, private=opts.private)
     else:
+        model = with_precision_record(model, backbone, feats, ds, tr)
         model.save_pretrained(opts.out, repo_id=opts.push_to_hub)
         if opts.push_to_hub:
             commit = model.push_to_hub(opts.push_to_hub, private=opts.private)

@@ -1,17 +1,21 @@
-"""Evaluate a cervix_hf model honestly and update its directory (and card) in place.
+"""Evaluate a cervix_hf model: on its own training data, or as external validation.
 
     python scripts/evaluate.py --dataset SRC --model DIR [--folds 5]
         [--target-sensitivity 0.99] [--calibrate [sigmoid|isotonic]] [--protocol grouped|seed]
-        [--c-selection nested|fixed] [--bootstrap 2000] [--push-to-hub REPO]
+        [--prevalence P] [--repeats R] [--c-selection nested|fixed] [--bootstrap 2000]
+        [--external] [--push-to-hub REPO]
 
-Stratified K-fold cross-validation grouped by cluster image over the whole dataset, on the
-cached backbone features: per-fold and pooled accuracy, sensitivity, specificity, precision,
-F1, ROC AUC, Brier score and ECE, with 95% bootstrap intervals over cluster images. The
-decision threshold is set to reach the target sensitivity on the out-of-fold predictions.
-DIR gains a ``cv`` section in metrics.json (and config.json), the threshold in config.json,
-three PNG plots and a re-rendered README.md (the model card). ``--protocol seed`` adds the
-original project's leaky protocol (Metaplastic Abnormal, random per-cell 80/20 split) on the
-same data for comparison.
+On the data the model was trained on (same fingerprint): the decision threshold is chosen on
+out-of-fold predictions of the training images only, the published head is scored once on
+the untouched held-out split at that threshold, and nested grouped CV (threshold re-chosen
+inside each fold) estimates what the recipe achieves on new cluster images; intervals over
+cluster images. DIR is re-saved: the threshold in config.json, the report in metrics.json,
+plots and the card. ``--protocol seed`` adds the original project's protocol, faithfully.
+
+On any other data (another fingerprint, or ``--external``): the frozen model is scored at its
+stored threshold; nothing is refitted, and head, threshold, config.json and metrics.json stay
+byte-identical. DIR gains ``external/<name>.json`` and the card an "External validation"
+section and model-index entry naming that dataset.
 """
 
 from __future__ import annotations
@@ -56,6 +60,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="nested: choose C inside each training fold (default); fixed: the model's C",
     )
     e.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples")
+    e.add_argument(
+        "--external",
+        action="store_true",
+        help="score the frozen model on this data even if it is the training data "
+        "(data with another fingerprint always is)",
+    )
     add_runtime_args(p.add_argument_group("backbone (the model's own; where it runs)"))
     o = p.add_argument_group("output")
     o.add_argument("--push-to-hub", metavar="REPO", help="push the updated directory to REPO")
@@ -71,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from cervix_hf.config import CONFIG_NAME, CervixConfig
-        from cervix_hf.evaluation import EvalOptions, evaluate_directory, summary_lines
+        from cervix_hf.evaluation import EvalOptions, evaluate_directory
 
         seed = args.seed
         if seed is None:
@@ -84,12 +94,15 @@ def main(argv: list[str] | None = None) -> int:
             protocol=args.protocol,
             c_selection=args.c_selection,
             n_resamples=args.bootstrap,
+            prevalence=args.prevalence,
+            repeats=args.repeats,
         )
         opts.check()
         result = evaluate_directory(
             args.model,
             args.dataset,
             opts,
+            external=args.external,
             revision=args.revision,
             split=args.split,
             cache_dir=args.cache_dir,
@@ -100,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             push_to_hub=args.push_to_hub,
             private=args.private,
         )
-        print("\n".join(summary_lines(result.metrics)))
-        op = result.metrics["cv"]["operating_point"]
-        print(json.dumps({"decision_threshold": op["threshold"], "model": str(result.out)}))
+        print("\n".join(result.lines()))
+        threshold = result.model.config.decision_threshold
+        print(json.dumps({"decision_threshold": threshold, "model": str(result.out)}))
         if result.commit:
             print(f"pushed: {args.push_to_hub} @ {result.commit}")
         return 0

@@ -3,7 +3,7 @@
     python scripts/train.py --dataset SRC --out DIR [--backbone NAME] [--no-pretrained]
         [--grouping clinical|seed] [--seed S] [--cell-types] [--push-to-hub REPO]
         [--cv K [--target-sensitivity 0.99] [--calibrate [sigmoid|isotonic]]
-        [--protocol grouped|seed]]
+        [--protocol grouped|seed] [--prevalence P] [--repeats R]]
 
 SRC is a Hub dataset id, a directory written by scripts/prepare_sipakmed.py, or a folder of
 class folders (Normal/Abnormal, or the five SIPaKMeD cell types).
@@ -61,14 +61,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=0,
         metavar="K",
-        help="grouped stratified K-fold CV with bootstrap CIs, operating point, calibration "
-        "and plots in the card (default: off)",
+        help="evaluate with K folds: operating point chosen on the training images, the "
+        "published head scored on the held-out split, nested grouped CV, intervals, "
+        "calibration and plots in the card (default: off)",
     )
     add_evaluation_args(e)
     add_output_args(p)
     args = p.parse_args(argv)
-    if not args.cv and (args.calibrate or args.protocol != "grouped"):
-        p.error("--calibrate and --protocol need --cv K")
+    extra = args.calibrate or args.protocol != "grouped" or args.prevalence or args.repeats > 1
+    if not args.cv and extra:
+        p.error("--calibrate, --protocol, --prevalence and --repeats need --cv K")
     return args
 
 
@@ -106,13 +108,16 @@ def main(argv: list[str] | None = None) -> int:
             target_sensitivity=args.target_sensitivity,
             calibrate=args.calibrate,
             protocol=args.protocol,
+            prevalence=args.prevalence,
+            repeats=args.repeats,
         )
         result = train(opts)
         print(json.dumps(result.metrics["test"], indent=2))
-        if "cv" in result.metrics:
-            from cervix_hf.evaluation import summary_lines
+        from cervix_hf.evaluation import report_from_metrics, summary_lines
 
-            print("\n".join(summary_lines(result.metrics)))
+        report = report_from_metrics(result.metrics)
+        if report is not None:
+            print("\n".join(summary_lines(report)))
         if result.commit:
             print(f"pushed: {args.push_to_hub} @ {result.commit}")
         return 0

@@ -86,3 +86,21 @@ def test_precision_flag_where_training_features_are_computed(name):
     # evaluate recomputes a saved model's features at the precision the model records
     evaluate = _script("evaluate").parse_args(["--dataset", "d", "--model", "m"])
     assert not hasattr(evaluate, "precision")
+
+
+def test_evaluation_flags_are_shared_by_train_and_evaluate():
+    extra = ["--prevalence", "0.05", "--repeats", "3", "--target-sensitivity", "0.95"]
+    for name, required in (
+        ("train", ["--dataset", "d", "--out", "o", "--cv", "5"]),
+        ("evaluate", ["--dataset", "d", "--model", "m"]),
+    ):
+        args = _script(name).parse_args([*required, *extra])
+        assert (args.prevalence, args.repeats, args.target_sensitivity) == (0.05, 3, 0.95)
+        defaults = _script(name).parse_args(required)
+        assert defaults.prevalence is None and defaults.repeats == 1
+    assert _script("evaluate").parse_args(["--dataset", "d", "--model", "m", "--external"]).external
+    for bad in (["--prevalence", "1"], ["--prevalence", "0"], ["--repeats", "0"]):
+        with pytest.raises(SystemExit):
+            _script("evaluate").parse_args(["--dataset", "d", "--model", "m", *bad])
+    with pytest.raises(SystemExit):  # evaluation flags without --cv
+        _script("train").parse_args(["--dataset", "d", "--out", "o", "--repeats", "2"])

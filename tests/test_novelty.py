@@ -3,26 +3,46 @@ from PIL import Image
 from sklearn.datasets import load_sample_image
 
 from cervix_hf import CervixClassifier
-from cervix_hf.novelty import fit_novelty, is_blank, novelty_scores
+from cervix_hf.novelty import fit_novelty, held_out_distances, is_blank, novelty_scores
 from cervix_hf.synthetic import CELL_TYPES, make_cell
 
 
-def test_threshold_is_the_quantile_of_cells_not_fitted_on():
+def test_threshold_is_the_quantile_of_leave_one_cluster_out_distances():
     rng = np.random.default_rng(0)
 
-    def draw(n):  # mean half and spread half, both positive with mild variation
-        return np.abs(1.0 + 0.2 * rng.normal(size=(n, 10)))
+    def draw(n_clusters, per=4):  # clusters of near-duplicates, like cells of one image
+        centre = np.abs(1.0 + 0.2 * rng.normal(size=(n_clusters, 10)))
+        return np.repeat(centre, per, axis=0) + 0.01 * rng.normal(size=(n_clusters * per, 10))
 
-    detector, threshold = fit_novelty(draw(300), draw(300), quantile=0.9)
-    # the threshold is set on held-out plus leave-one-out training distances, so new draws
-    # from the same distribution pass at about the asked rate
-    fresh = novelty_scores(detector, draw(2000))
+    train = draw(150)
+    groups = np.repeat(np.arange(150), 4)
+    detector, threshold = fit_novelty(train, groups, quantile=0.9)
+    # cells of new cluster images pass at about the asked rate...
+    fresh = novelty_scores(detector, draw(500, per=1))
     assert 0.85 <= (fresh <= threshold).mean() <= 0.95
+    # ...while per-cell leave-one-out distances (a same-cluster twin is always near) would
+    # have set a threshold that flags almost every new cluster's cells
+    _, per_cell = fit_novelty(train, None, quantile=0.9)
+    assert per_cell < 0.2 * threshold
+    assert (fresh > per_cell).mean() > 0.9
     # rows unlike the training ones in either half (mean or spread) are far
     odd = draw(4)
     odd[:2, :3] = 0.0  # the pooled half points elsewhere
     odd[2:, 5:8] = 0.0  # the texture half points elsewhere
     assert (novelty_scores(detector, odd) > threshold).all()
+
+
+def test_held_out_distances_skip_the_own_cluster():
+    from sklearn.neighbors import NearestNeighbors
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    # on a line: a, b in cluster 0 at 0 and 1; c in cluster 1 at 3; d in cluster 2 at 10
+    x = np.array([[0.0], [1.0], [3.0], [10.0]])
+    detector = Pipeline([("id", FunctionTransformer()), ("nn", NearestNeighbors())]).fit(x)
+    loco = held_out_distances(detector, x, np.array([0, 0, 1, 2]))
+    assert loco.tolist() == [3.0, 2.0, 2.0, 7.0]  # a's nearest other-cluster cell is c
+    assert held_out_distances(detector, x, None).tolist() == [1.0, 1.0, 2.0, 7.0]
 
 
 def test_blank_images():

@@ -1,33 +1,47 @@
-"""Evaluation plots: valid, deterministic PNGs drawn from the right data."""
+"""Evaluation plots: valid, deterministic PNGs drawn from the typed report."""
 
-import numpy as np
+import dataclasses
+
 import pytest
 from PIL import Image
 
 from cervix_hf import plots
 from cervix_hf.errors import EvaluationError
-from cervix_hf.evaluation import cross_validate, cv_summary
+from cervix_hf.evaluation.pipeline import (
+    DataInfo,
+    EvalData,
+    EvalOptions,
+    Published,
+    evaluate_features,
+)
+from cervix_hf.evaluation.report import Confusion
+from cervix_hf.head import fit_head
 from cervix_hf.plots import PLOT_FILES, confusion_matrix_figure, roc_figure, write_plots
+from cervix_hf.split import train_test_split
+from tests.clustered import cell_types, clustered
 
 
 @pytest.fixture(scope="module")
-def metrics():
-    rng = np.random.default_rng(0)
-    g = np.repeat(np.arange(24), 4)
-    y = (np.arange(24) % 3 == 0).astype(int)[g]
-    x = rng.normal(size=(len(g), 5)) + y[:, None]
-    cv = cross_validate(x, y, g.astype(str), n_splits=3, c=1.0)
-    section = cv_summary(y, g, cv, target_sensitivity=0.9, n_resamples=200)
-    section["plots"] = dict(PLOT_FILES)
-    return {"cv": section}
+def report():
+    x, y, g, types = clustered(n_groups=30, seed=5)
+    split = train_test_split(y, g, 0.25, 0, strata=types)
+    head, params = fit_head(x[split.train], y[split.train], g[split.train], c_grid=(1.0,))
+    result = evaluate_features(
+        EvalData(x, y, g, cell_types(types)),
+        Published(head, 1, params["C"], None, split.train, split.test),
+        EvalOptions(folds=3, n_resamples=200, target_sensitivity=0.9, prevalence=0.1),
+        DataInfo("toy"),
+        c_grid=(1.0,),
+    )
+    return dataclasses.replace(result.report, plots=dict(PLOT_FILES))
 
 
-def test_plots_are_valid_deterministic_pngs(metrics, tmp_path):
+def test_plots_are_valid_deterministic_pngs(report, tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    a = write_plots(metrics, tmp_path / "a")
-    b = write_plots(metrics, tmp_path / "b")
-    assert set(a) == set(PLOT_FILES)
+    a = write_plots(report, tmp_path / "a")
+    b = write_plots({"cv": report.to_dict()}, tmp_path / "b")  # a model's metrics work too
+    assert set(a) == set(PLOT_FILES) == set(b)
     for name, path in a.items():
         assert path.name == PLOT_FILES[name]
         data = path.read_bytes()
@@ -40,9 +54,10 @@ def test_plots_are_valid_deterministic_pngs(metrics, tmp_path):
         assert 5_000 < len(data) < 200_000
 
 
-def test_write_plots_draws_the_operating_point(metrics, tmp_path, monkeypatch):
+def test_write_plots_draws_the_published_head_at_its_threshold(report, tmp_path, monkeypatch):
     calls = {}
-    for name in ("roc_figure", "confusion_matrix_figure", "reliability_figure"):
+    names = ("roc_figure", "confusion_matrix_figure", "reliability_figure", "decision_curve_figure")
+    for name in names:
         real = getattr(plots, name)
 
         def spy(*args, _real=real, _name=name, **kwargs):
@@ -50,18 +65,20 @@ def test_write_plots_draws_the_operating_point(metrics, tmp_path, monkeypatch):
             return _real(*args, **kwargs)
 
         monkeypatch.setattr(plots, name, spy)
-    write_plots(metrics, tmp_path)
-    op = metrics["cv"]["operating_point"]
-    at = op["metrics"]
-    args, _ = calls["roc_figure"]
-    assert list(args[0]) == metrics["cv"]["roc_curve"]["fpr"]
-    assert args[2] == metrics["cv"]["pooled"]["roc_auc"]
-    assert args[3] == (1.0 - at["specificity"], at["sensitivity"])
-    assert args[4] == op["threshold"]
-    args, _ = calls["confusion_matrix_figure"]
-    assert args[0] == at["confusion_matrix"] and args[2] == op["threshold"]
+    write_plots(report, tmp_path)
+    held = report.held_out.performance
+    t = report.operating_point.threshold
+    at = held.at_threshold
+    args, kwargs = calls["confusion_matrix_figure"]
+    assert args[0] == at.confusion and args[2] == t
+    args, kwargs = calls["roc_figure"]
+    assert list(args[0]) == held.curves.roc_fpr and args[2] == held.scores.roc_auc.value
+    assert args[3] == (1.0 - at.specificity.value, at.sensitivity.value) and args[4] == t
+    assert kwargs["extra"][0][2] == "nested CV"
     args, _ = calls["reliability_figure"]
-    assert args[0] == metrics["cv"]["reliability"]["bins"]
+    assert args[0] == report.nested.performance.curves.reliability
+    args, _ = calls["decision_curve_figure"]
+    assert [c.prevalence for c in args[0]][1] == 0.1 and args[1] == t
 
 
 def test_roc_figure_marks_the_operating_point():
@@ -73,12 +90,24 @@ def test_roc_figure_marks_the_operating_point():
 
 
 def test_confusion_matrix_figure_shows_counts():
-    fig = confusion_matrix_figure({"tn": 7, "fp": 1, "fn": 0, "tp": 4}, threshold=0.25)
+    fig = confusion_matrix_figure(Confusion(tn=7, fp=1, fn=0, tp=4), threshold=0.25)
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts[0].startswith("7\n") and texts[3].startswith("4\n")
     assert "0.2500" in fig.axes[0].get_title()
 
 
-def test_no_cv_no_plots(tmp_path):
+def test_decision_curve_by_hand():
+    from cervix_hf.evaluation.report import DecisionCurve
+
+    curve = DecisionCurve("data", 0.5, [0.2, 0.5], [0.4375, 0.0], [0.375, 0.0])
+    fig = plots.decision_curve_figure([curve], 0.3, "t")
+    lines = {ln.get_label(): ln for ln in fig.axes[0].lines}
+    assert list(lines["model, data"].get_ydata()) == [0.4375, 0.0]
+    assert "threshold 0.300" in lines
+
+
+def test_no_evaluation_no_plots(tmp_path):
     with pytest.raises(EvaluationError, match="No cross-validation"):
         write_plots({"test": {}}, tmp_path)
+    assert write_plots({"cv": {"pooled": {}}}, tmp_path) == {}  # an older layout: nothing
+    assert not list(tmp_path.iterdir())

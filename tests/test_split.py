@@ -66,3 +66,35 @@ def test_without_groups_falls_back_with_warning(caplog):
     assert not split.grouped
     assert len(split.test) == 10
     assert "no groups" in caplog.text
+
+
+def typed_data(seed=0):
+    """Cluster images of one cell type each: 3 normal types (label 0), 2 abnormal (label 1);
+    Metaplastic (type 2) is rare: 5 of 60 clusters."""
+    rng = np.random.default_rng(seed)
+    types_g = np.array([0] * 15 + [1] * 15 + [2] * 5 + [3] * 13 + [4] * 12)
+    sizes = rng.integers(2, 6, size=len(types_g))
+    g = np.repeat(np.arange(len(types_g)), sizes)
+    types = types_g[g]
+    return (types >= 3).astype(int), np.array([f"c{i:03d}" for i in g]), types
+
+
+def test_stratifying_by_cell_type_keeps_every_type_on_both_sides():
+    labels, groups, types = typed_data()
+    for seed in range(10):
+        split = train_test_split(labels, groups, 0.2, seed, strata=types)
+        assert set(groups[split.train]).isdisjoint(groups[split.test])
+        assert set(types[split.test]) == set(range(5))  # the rare type is held out too
+        assert set(types[split.train]) == set(range(5))
+    folds = make_folds(labels, groups, 5, 0, strata=types)
+    for _, te in folds:
+        assert set(types[te]) == set(range(5))  # 5 Metaplastic clusters, one per fold
+
+
+def test_strata_that_cannot_keep_labels_fall_back_to_the_labels():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    groups = np.array(["a", "b", "c", "d", "e", "f", "g", "h"])
+    strata = np.arange(8)  # every row its own type: no fold can hold them all
+    folds = make_folds(labels, groups, 2, 0, strata=strata)
+    for _, te in folds:
+        assert set(labels[te]) == {0, 1}
