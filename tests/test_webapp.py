@@ -177,10 +177,90 @@ def test_revision_must_be_a_full_sha():
 
 
 def test_api_lists_exactly_the_two_documented_endpoints(client):
+    from cervix_hf.webapp import API_DISCLAIMER
+
     api = client.view_api(print_info=False, return_format="dict")
-    assert set(api["named_endpoints"]) == {"/predict", "/predict_batch"}
+    endpoints = api["named_endpoints"]
+    assert set(endpoints) == {"/predict", "/predict_batch"}
     assert not api["unnamed_endpoints"]
-    assert "not a diagnostic device" in api["named_endpoints"]["/predict"]["description"]
+
+    def names(endpoint, part, key):
+        return [p[key] for p in endpoints[endpoint][part]]
+
+    assert names("/predict", "parameters", "parameter_name") == ["image_file"]
+    assert names("/predict", "returns", "label") == ["prediction"]
+    assert names("/predict_batch", "parameters", "parameter_name") == ["image_files"]
+    assert names("/predict_batch", "returns", "label") == ["results", "csv"]
+    for endpoint in endpoints.values():
+        assert API_DISCLAIMER in endpoint["description"]
+
+
+def test_mcp_schema_lists_both_tools_with_their_docstrings(served):
+    import httpx
+
+    from cervix_hf.webapp import API_DISCLAIMER
+
+    schema = httpx.get(served[0] + "gradio_api/mcp/schema", timeout=30).json()
+    tools = {t["name"]: t for t in schema}
+    assert set(tools) == {"predict", "predict_batch"}
+    single, batch = tools["predict"], tools["predict_batch"]
+    for tool in (single, batch):
+        assert API_DISCLAIMER in tool["description"] and "Returns:" in tool["description"]
+    assert "p_abnormal" in single["description"] and "unusual" in single["description"]
+    assert "csv: the same table" in batch["description"]
+    image = single["inputSchema"]["properties"]["image_file"]
+    assert "one image of a single cell" in image["description"]
+    assert single["inputSchema"]["required"] == ["image_file"]
+    assert "zip archives" in batch["inputSchema"]["properties"]["image_files"]["description"]
+
+
+def _mcp_call(url: str, tool: str, arguments: dict):
+    """Call one tool of the app's MCP server over streamable HTTP, as an MCP client does."""
+    import asyncio
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def call():
+        async with streamable_http_client(url + "gradio_api/mcp/") as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await session.call_tool(tool, arguments)
+
+    return asyncio.run(call())
+
+
+def _data_url(path) -> str:
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def test_mcp_predict_gives_the_answer_gradio_client_gives(client, served):
+    import ast
+
+    from gradio_client import handle_file
+
+    url, model, examples = served
+    result = _mcp_call(url, "predict", {"image_file": _data_url(examples[3])})
+    assert not result.isError
+    (content,) = result.content
+    via_mcp = ast.literal_eval(content.text)  # the tool's text is the dict /predict returns
+    via_client = client.predict(handle_file(examples[3]), api_name="/predict")
+    assert via_mcp["probabilities"] == pytest.approx(via_client["probabilities"], abs=1e-9)
+    assert via_mcp["p_abnormal"] == pytest.approx(via_client["p_abnormal"], abs=1e-9)
+    assert via_mcp["label"] == via_client["label"]
+    expected = model.predict_proba([examples[3]])[0, 1]
+    assert via_mcp["p_abnormal"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_mcp_errors_are_our_messages(served, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    result = _mcp_call(served[0], "predict", {"image_file": _data_url(bad)})
+    assert result.isError
+    text = " ".join(c.text for c in result.content)
+    assert "not an image" in text and "/tmp" not in text and "Traceback" not in text
 
 
 def test_readme_documents_every_key_predict_returns(client, served):
