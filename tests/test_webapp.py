@@ -222,10 +222,12 @@ def _mcp_call(url: str, tool: str, arguments: dict):
     from mcp.client.streamable_http import streamable_http_client
 
     async def call():
-        async with streamable_http_client(url + "gradio_api/mcp/") as (read, write, _):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                return await session.call_tool(tool, arguments)
+        async with (
+            streamable_http_client(url + "gradio_api/mcp/") as (read, write, _),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            return await session.call_tool(tool, arguments)
 
     return asyncio.run(call())
 
