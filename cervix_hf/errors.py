@@ -57,3 +57,7 @@ class EvaluationError(CervixError):
 
 class EngineError(CervixError):
     """The backbone cannot run as asked (device, engine or precision unavailable)."""
+
+
+class DeployError(CervixError):
+    """A Space cannot be built or published as asked (unpinned model, missing files)."""
