@@ -1,5 +1,6 @@
 """The Gradio app, driven as programs use it: gradio_client against a loopback server."""
 
+import ast
 import concurrent.futures
 import csv
 import zipfile
@@ -102,31 +103,43 @@ def test_batch_table_csv_and_per_file_errors(client, served, tmp_path):
     _, model, examples = served
     zpath = tmp_path / "cells.zip"
     with zipfile.ZipFile(zpath, "w") as zf:
+        zf.write(examples[1], "synthetic_Parabasal.png")
         zf.write(examples[0], "a/first.png")
         zf.writestr("broken.png", b"\x89PNG truncated")
-    empty = tmp_path / "empty.bmp"
-    empty.write_bytes(b"")
-    table, csv_file = client.predict(
-        [handle_file(examples[1]), handle_file(str(zpath)), handle_file(str(empty))],
-        api_name="/predict_batch",
-    )
+        zf.writestr("empty.bmp", b"")
+    table, csv_file = client.predict(handle_file(str(zpath)), api_name="/predict_batch")
     rows = table["data"]
     assert table["headers"] == ["file", "p_abnormal", "decision", "unusual", "error"]
     by_name = {r[0]: r for r in rows}
     assert set(by_name) == {
-        "synthetic_Parabasal.png",
+        "cells.zip/synthetic_Parabasal.png",
         "cells.zip/a/first.png",
         "cells.zip/broken.png",
-        "empty.bmp",
+        "cells.zip/empty.bmp",
     }
     good = by_name["cells.zip/a/first.png"]
     assert good[1] == pytest.approx(model.predict_proba([examples[0]])[0, 1], rel=1e-4)
     assert good[4] == ""
-    assert "empty" in by_name["empty.bmp"][4] and by_name["empty.bmp"][1] is None
+    empty = by_name["cells.zip/empty.bmp"]
+    assert "empty" in empty[4] and empty[1] is None
     assert by_name["cells.zip/broken.png"][4]
     with open(csv_file, newline="") as fh:
         csv_rows = list(csv.reader(fh))
     assert csv_rows[0] == table["headers"] and len(csv_rows) == len(rows) + 1
+    # one image is a batch of one
+    table, _ = client.predict(handle_file(examples[2]), api_name="/predict_batch")
+    assert [r[0] for r in table["data"]] == [Path(examples[2]).name]
+
+
+def test_the_pages_batch_takes_several_images_and_zips(served, tmp_path, app_files):
+    from cervix_hf.webapp import predict_batch
+
+    _, model, examples = served
+    zpath = tmp_path / "more.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.write(examples[0], "x.png")
+    result = predict_batch(model, [examples[1], str(zpath)], app_files)
+    assert [r[0] for r in result.rows] == [Path(examples[1]).name, "more.zip/x.png"]
 
 
 def test_unusual_images_are_flagged_through_the_api(client, tmp_path):
@@ -189,8 +202,10 @@ def test_api_lists_exactly_the_two_documented_endpoints(client):
 
     assert names("/predict", "parameters", "parameter_name") == ["image_file"]
     assert names("/predict", "returns", "label") == ["prediction"]
-    assert names("/predict_batch", "parameters", "parameter_name") == ["image_files"]
-    assert names("/predict_batch", "returns", "label") == ["results", "csv"]
+    assert names("/predict_batch", "parameters", "parameter_name") == ["archive"]
+    assert names("/predict_batch", "returns", "label") == ["Results", "CSV"]
+    shown = client.view_api(print_info=False, return_format="str")
+    assert "-> prediction" in shown and "-> (results, csv)" in shown
     for endpoint in endpoints.values():
         assert API_DISCLAIMER in endpoint["description"]
 
@@ -211,7 +226,7 @@ def test_mcp_schema_lists_both_tools_with_their_docstrings(served):
     image = single["inputSchema"]["properties"]["image_file"]
     assert "one image of a single cell" in image["description"]
     assert single["inputSchema"]["required"] == ["image_file"]
-    assert "zip archives" in batch["inputSchema"]["properties"]["image_files"]["description"]
+    assert "a zip archive" in batch["inputSchema"]["properties"]["archive"]["description"]
 
 
 def _mcp_call(url: str, tool: str, arguments: dict):
@@ -239,8 +254,6 @@ def _data_url(path) -> str:
 
 
 def test_mcp_predict_gives_the_answer_gradio_client_gives(client, served):
-    import ast
-
     from gradio_client import handle_file
 
     url, model, examples = served
@@ -254,6 +267,26 @@ def test_mcp_predict_gives_the_answer_gradio_client_gives(client, served):
     assert via_mcp["label"] == via_client["label"]
     expected = model.predict_proba([examples[3]])[0, 1]
     assert via_mcp["p_abnormal"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_mcp_predict_batch_takes_a_zip(served, tmp_path):
+    import base64
+
+    url, model, examples = served
+    zpath = tmp_path / "two.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.write(examples[0], "a.png")
+        zf.write(examples[1], "b.png")
+    data = "data:application/zip;base64," + base64.b64encode(zpath.read_bytes()).decode()
+    result = _mcp_call(url, "predict_batch", {"archive": data})
+    assert not result.isError
+    # one text: the outputs (the table, then the CSV file's record) as gradio_client gets them
+    table, csv_file = ast.literal_eval(result.content[0].text)
+    rows = table["data"]
+    assert [row[0].split("/", 1)[1] for row in rows] == ["a.png", "b.png"]
+    expected = model.predict_proba([examples[0], examples[1]])[:, 1]
+    np.testing.assert_allclose([row[1] for row in rows], expected, atol=1e-6)
+    assert csv_file["url"].endswith(".csv")
 
 
 def test_mcp_errors_are_our_messages(served, tmp_path):
@@ -319,7 +352,7 @@ def test_batch_csv_lives_in_the_apps_folder_and_is_escaped(client, served, tmp_p
     zpath = tmp_path / "@cells.zip"  # a name a spreadsheet would read as a formula
     with zipfile.ZipFile(zpath, "w") as zf:
         zf.write(examples[0], "a.png")
-    table, csv_file = client.predict([handle_file(str(zpath))], api_name="/predict_batch")
+    table, csv_file = client.predict(handle_file(str(zpath)), api_name="/predict_batch")
     assert table["data"][0][0] == "@cells.zip/a.png"
     assert Path(csv_file).name.startswith("cervix-batch-")
     with open(csv_file, newline="") as fh:

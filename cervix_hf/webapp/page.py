@@ -66,10 +66,10 @@ Returns:
     heatmap (contributions: the exact contribution of each location of the input crop to the logit)
     model (backbone, pretrained, grouping, synthetic_training_data, repo_id, revision), disclaimer
 """
-PREDICT_BATCH_DOC = f"""Classify several single-cell images or zips of them. {API_DISCLAIMER}
+PREDICT_BATCH_DOC = f"""Classify every image in a zip archive, in one call. {API_DISCLAIMER}
 
 Args:
-    image_files: image files (PNG, JPEG, TIFF or BMP) and zip archives of such images.
+    archive: a zip archive of single-cell images (PNG, JPEG, TIFF or BMP), or one such image.
 
 Returns:
     results: a table with one row per image and columns file, p_abnormal, decision, unusual
@@ -147,7 +147,13 @@ def build_app(
 
     @guarded
     @documented(PREDICT_BATCH_DOC)
-    def predict_batch(image_files: Any) -> tuple[list[list[Any]], str]:
+    def predict_batch(archive: Any) -> tuple[list[list[Any]], str]:
+        result = analyze_batch(model, [archive] if archive else [], files)
+        return result.rows, result.csv_path
+
+    @guarded
+    def show_batch(image_files: Any) -> tuple[list[list[Any]], str]:
+        """The page's batch: any number of images and zips."""
         result = analyze_batch(model, image_files, files)
         return result.rows, result.csv_path
 
@@ -212,11 +218,31 @@ def build_app(
                 type="filepath",
             )
             run_batch = gr.Button("Classify all", variant="primary")
-            table = gr.Dataframe(headers=BATCH_HEADERS, label="results", interactive=False)
-            csv_out = gr.File(label="csv")
+            # the labels name the outputs in view_api() and MCP: results, csv
+            table = gr.Dataframe(headers=BATCH_HEADERS, label="Results", interactive=False)
+            csv_out = gr.File(label="CSV")
             run_batch.click(
-                predict_batch,
+                show_batch,
                 inputs=batch_files,
+                outputs=[table, csv_out],
+                api_visibility="private",  # programs call /predict_batch
+                concurrency_limit=CONCURRENCY_LIMIT,
+                concurrency_id="backbone",
+            )
+            # The API takes one file, a zip (or an image): Gradio 6.31's MCP server cannot
+            # pass a list of files to a tool (its file list schema has a dangling "$ref", and
+            # list items are never turned into files), while one file works for every client.
+            archive = gr.File(
+                label="Zip archive of images, or one image",
+                file_count="single",
+                file_types=["image", ".zip"],
+                type="filepath",
+                visible=False,
+            )
+            gr.on(
+                triggers=[],
+                fn=predict_batch,
+                inputs=archive,
                 outputs=[table, csv_out],
                 api_name="predict_batch",
                 concurrency_limit=CONCURRENCY_LIMIT,
