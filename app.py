@@ -1,4 +1,5 @@
-"""cervix_hf demo app (Gradio): ``python app.py`` locally or as a Hugging Face Space.
+"""cervix_hf demo app (Gradio): ``python app.py`` locally (a Space runs the ``app.py`` that
+``python -m cervix_hf.space`` builds).
 
 The model comes from ``--model`` or ``CERVIX_MODEL`` (a Hub repo id or a local directory),
 pinned with ``CERVIX_MODEL_REVISION`` (a full commit sha; ``--allow-unpinned`` /
@@ -6,90 +7,13 @@ pinned with ``CERVIX_MODEL_REVISION`` (a full commit sha; ``--allow-unpinned`` /
 With nothing configured the app serves an offline demo model (random-init backbone, synthetic
 cells), labelled as such, built once in a child process on the first start. One process,
 no torch: the model runs on ONNX Runtime. Binds 127.0.0.1 unless ``--host`` or
-``GRADIO_SERVER_NAME`` says otherwise.
+``GRADIO_SERVER_NAME`` says otherwise. ``python app.py --help`` lists the flags; the code is
+:mod:`cervix_hf.app`.
 """
 
-from __future__ import annotations
+from cervix_hf.app import main, parse_args, run
 
-import argparse
-import logging
-import os
-import signal
-import sys
-import tempfile
-
-from cervix_hf.cli import setup_logging
-from cervix_hf.errors import CervixError
-
-logger = logging.getLogger("cervix_hf.app")
-_TRUE = {"1", "true", "yes", "on"}
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Parse the command line."""
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--model",
-        default=os.environ.get("CERVIX_MODEL"),
-        help="Hub repo id or model directory (env CERVIX_MODEL)",
-    )
-    p.add_argument(
-        "--revision",
-        default=os.environ.get("CERVIX_MODEL_REVISION"),
-        help="full commit sha to pin a Hub model (env CERVIX_MODEL_REVISION)",
-    )
-    p.add_argument(
-        "--allow-unpinned",
-        action="store_true",
-        default=os.environ.get("CERVIX_ALLOW_UNPINNED", "").strip().lower() in _TRUE,
-        help="serve a Hub model without a pinned revision (env CERVIX_ALLOW_UNPINNED=1)",
-    )
-    p.add_argument("--host", help="interface to bind (default 127.0.0.1, or GRADIO_SERVER_NAME)")
-    p.add_argument("--port", type=int, help="port (default: Gradio's, 7860)")
-    return p.parse_args(argv)
-
-
-def _stop_on_sigterm(signum: int, frame: object) -> None:
-    # a Space (or any supervisor) stops the app with SIGTERM: leave through the same path as
-    # Ctrl-C, so temporary files are deleted before the process exits
-    raise KeyboardInterrupt
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Load the model, build the app and serve it until interrupted."""
-    args = parse_args(argv)
-    setup_logging()
-    from cervix_hf.serving import check_source, load_served_model
-
-    try:
-        check_source(args.model, args.revision, args.allow_unpinned)  # before anything loads
-    except CervixError as exc:
-        logger.error("Cannot start: %s", exc)
-        return 2
-    from cervix_hf.webapp import AppFiles, build_app, launch_kwargs, write_examples
-
-    files = AppFiles()
-    try:
-        model, info = load_served_model(
-            args.model, args.revision, allow_unpinned=args.allow_unpinned
-        )
-        with tempfile.TemporaryDirectory(prefix="cervix-examples-") as examples_dir:
-            app = build_app(model, info, examples=write_examples(examples_dir), files=files)
-            app.launch(**launch_kwargs(args.host, args.port))
-    except CervixError as exc:
-        logger.error("Cannot start: %s", exc)
-        return 2
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before Gradio's own loop took over
-        logger.info("Stopped.")
-    finally:
-        files.close()
-    return 0
-
+__all__ = ["main", "parse_args"]
 
 if __name__ == "__main__":
-    # only when run as the app: main() called from tests or other code leaves the caller's
-    # signal handling alone
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    sys.exit(main())
+    run()

@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.quick:
                 zpath = big_zip(Path(tmp))
                 t = time.perf_counter()
-                table, _ = app_client.predict([handle_file(str(zpath))], api_name="/predict_batch")
+                table, _ = app_client.predict(handle_file(str(zpath)), api_name="/predict_batch")
                 batch_seconds = time.perf_counter() - t
                 errors = [row for row in table["data"] if row[4]]
                 if errors:

@@ -29,6 +29,7 @@ from .evaluation.serialise import has_legacy_report, report_from_metrics
 from .evaluation.text import fmt, fmt_estimate, fmt_spread, method_text
 from .labels import GROUPINGS
 from .metrics import ECE_WARNING
+from .reuse import reuse_snippet
 
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "model_card.md"
 PLACEHOLDER_REPO = "<user>/<repo>"
@@ -259,14 +260,18 @@ def render_model_card(
     repo_id: str = PLACEHOLDER_REPO,
     external: Sequence[ExternalReport] = (),
     head_sha256: str | None = None,
+    revision: str | None = None,
 ) -> str:
     """Render the card: YAML metadata (with ``model-index``) and the sections.
 
     Args:
         config: the model's config (its metrics hold the evaluation report).
-        repo_id: the Hub id for the usage snippet.
+        repo_id: the Hub id for the usage snippets.
         external: external validation reports (see :mod:`cervix_hf.evaluation.external`).
         head_sha256: hash of the current head file, to tell stale external reports.
+        revision: the commit holding the model's files, pinned in the reuse snippet (a card
+            cannot name the commit that adds it: :func:`cervix_hf.modeling.publish_directory`
+            pushes the files, then the card that pins them).
     """
     metrics = config.metrics
     report = report_from_metrics(metrics)
@@ -279,8 +284,8 @@ def render_model_card(
         "cervical-cancer",
         "sipakmed",
         "skops",
-        "timm",
         "scikit-learn",
+        "onnx",
         "cervix_hf",
     ]
     if not config.pretrained:
@@ -288,8 +293,11 @@ def render_model_card(
     if config.synthetic_data:
         tags.append("synthetic-data")
     card_data = ModelCardData(
+        # no library_name: the Hub's snippet for sklearn imports the removed skops.hub_utils,
+        # timm's cannot load this repo, and an unknown name gets none; the card's own
+        # reuse snippet (cervix_hf.reuse) is the one that works. Tags naming a registered
+        # library (timm, sklearn) would bring a wrong snippet back, so there are none.
         license="apache-2.0",
-        library_name="cervix_hf",
         pipeline_tag="image-classification",
         tags=tags,
         datasets=[dataset] if _is_hub_id(dataset) else None,
@@ -329,6 +337,7 @@ def render_model_card(
         fmt=fmt,
         e=fmt_estimate,
         spread=fmt_spread,
+        reuse_snippet=reuse_snippet(repo_id, revision, config),
         data_config_text=", ".join(f"{k}={v}" for k, v in config.data_config.items()),
         precision_text=(
             config.precision.card_sentence(config.positive_label)
@@ -370,21 +379,37 @@ def repo_id_from_card(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def write_card(model_dir: str | Path, config: CervixConfig, repo_id: str | None = None) -> Path:
+def revision_from_card(text: str) -> str | None:
+    """The commit a rendered card's reuse snippet pins, if it pins one."""
+    match = re.search(r'hf_hub_download\([^)]*revision="([0-9a-f]{40})"', text)
+    return match.group(1) if match else None
+
+
+def write_card(
+    model_dir: str | Path,
+    config: CervixConfig,
+    repo_id: str | None = None,
+    revision: str | None = None,
+) -> Path:
     """Re-render ``README.md`` in a model directory with its external validation reports.
 
-    Without ``repo_id``, the id in the current card's usage snippet is kept.
+    Without ``repo_id`` (``revision``), the id (the pinned commit) in the current card's
+    snippets is kept.
     """
     model_dir = Path(model_dir)
     path = model_dir / CARD_NAME
-    if repo_id is None and path.is_file():
-        repo_id = repo_id_from_card(path.read_text())
+    current = path.read_text() if path.is_file() else ""
+    if repo_id is None:
+        repo_id = repo_id_from_card(current)
+    if revision is None:
+        revision = revision_from_card(current)
     head = model_dir / config.head
     text = render_model_card(
         config,
         repo_id=repo_id or PLACEHOLDER_REPO,
         external=load_external(model_dir),
         head_sha256=file_sha256(head) if head.is_file() else None,
+        revision=revision,
     )
     path.write_text(text)
     return path

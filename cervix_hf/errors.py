@@ -62,3 +62,7 @@ class EngineError(CervixError):
 class OnnxGraphError(EngineError):
     """An ONNX graph on disk fails its check (SHA-256 record, agreement with torch): it is
     refused and never run, and the message names the file to delete."""
+
+
+class DeployError(CervixError):
+    """A Space cannot be built or published as asked (unpinned model, missing files)."""

@@ -134,3 +134,32 @@ def upload_dir(
         ) from None
     logger.info("Pushed %s to %s at commit %s", folder, repo_id, info.oid)
     return info.oid
+
+
+def upload_file(
+    path: str | Path,
+    path_in_repo: str,
+    repo_id: str,
+    *,
+    commit_message: str,
+    repo_type: str = "model",
+) -> str:
+    """Upload one file to an existing repo in one commit; returns the commit sha.
+
+    Raises:
+        HubError: when the repo cannot be written (login, permissions, network).
+    """
+    try:
+        info = HfApi().upload_file(
+            path_or_fileobj=str(path),
+            path_in_repo=path_in_repo,
+            repo_id=repo_id,
+            repo_type=repo_type,
+            commit_message=commit_message,
+        )
+    except (HfHubHTTPError, OSError) as exc:
+        raise HubError(
+            f"Could not push to {repo_id!r} ({type(exc).__name__}: {exc}). Log in with "
+            "`hf auth login` or set HF_TOKEN to a token with write access."
+        ) from None
+    return info.oid

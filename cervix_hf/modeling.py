@@ -310,19 +310,46 @@ class CervixClassifier:
         private: bool = False,
         commit_message: str | None = None,
     ) -> str:
-        """Create the repo if needed and upload the model in one commit.
+        """Create the repo if needed and upload the model (see :func:`publish_directory`).
 
         Returns:
             The commit sha, to pin with ``from_pretrained(repo_id, revision=sha)``.
         """
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp, repo_id=repo_id)
-            return hub.upload_dir(
+            return publish_directory(
                 tmp,
                 repo_id,
                 private=private,
                 commit_message=commit_message or f"Upload cervix_hf model ({self.config.backbone})",
             )
+
+
+def publish_directory(
+    folder: str | Path, repo_id: str, *, private: bool = False, commit_message: str
+) -> str:
+    """Upload a saved model directory, then its card pinned to that upload.
+
+    Two commits: the model's files (and a card without a pinned commit), then the card alone,
+    re-rendered so that its reuse snippet downloads the files at the first commit (a card
+    cannot name the commit that adds it). Both commits hold the same model files; the local
+    card is re-rendered the same way.
+
+    Returns:
+        The last commit sha (pin it, or the one the card names: same files).
+
+    Raises:
+        HubError: when the repo cannot be created or written.
+    """
+    from .card import CARD_NAME, write_card
+
+    folder = Path(folder)
+    config = CervixConfig.from_json(folder / CONFIG_NAME)
+    commit = hub.upload_dir(folder, repo_id, private=private, commit_message=commit_message)
+    card = write_card(folder, config, repo_id=repo_id, revision=commit)
+    return hub.upload_file(
+        card, CARD_NAME, repo_id, commit_message=f"Model card: pin the model files at {commit}"
+    )
 
 
 def _load_backbone(

@@ -7,9 +7,11 @@ files at a branch or a commit sha, and list/inspect repos. Point the clients at 
 `HF_ENDPOINT=<hub.url>` set *before* they are imported (they read it at import time).
 
 It is NOT a Hub implementation: no git, no auth, no permissions, no pull requests, no tags,
-no Xet, no pagination, no gitattributes matching. Every request is accepted whatever its
-`Authorization` header (the last bearer token seen is kept in `last_token` so a test can check
-that a token was sent). It binds 127.0.0.1 only.
+no Xet, no pagination, no gitattributes matching. Spaces are repos with an SDK, variables and
+a requested hardware flavour (the `/api/spaces/{id}/variables`, `/hardware` and `/runtime`
+routes the client's Space methods call); nothing is ever built or run. Every request is
+accepted whatever its `Authorization` header (the last bearer token seen is kept in
+`last_token` so a test can check that a token was sent). It binds 127.0.0.1 only.
 
 Storage: file contents live on disk under `root/blobs/<sha256>`; repos, commits and branches
 are kept in memory. Each commit snapshots the full file tree (path -> blob), so a download at an
@@ -39,6 +41,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 DEFAULT_NAMESPACE = "tester"
+SPACE_SDKS = ("gradio", "docker", "static")
 INITIAL_GITATTRIBUTES = (
     b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
     b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"
@@ -107,6 +110,22 @@ class Repo:
     created: str
     commits: dict[str, Commit] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
+    sdk: str | None = None  # spaces only, as given at creation
+    variables: dict[str, dict[str, Any]] = field(default_factory=dict)  # spaces: key -> value...
+    hardware: str | None = None  # spaces: the flavour last requested
+    sleep_time: int | None = None
+
+    def runtime(self) -> dict[str, Any]:
+        """A Space's runtime as `GET /api/spaces/{id}/runtime` answers it (`SpaceRuntime`)."""
+        head = self.commits[self.branches["main"]]
+        has_app = any(p != ".gitattributes" for p in head.files)
+        return {
+            "stage": "BUILDING" if has_app else "NO_APP_FILE",  # nothing ever runs here
+            "hardware": {"current": None, "requested": self.hardware},
+            "gcTimeout": self.sleep_time,
+            "storage": None,
+            "devMode": False,
+        }
 
 
 class LoopbackHub:
@@ -198,11 +217,17 @@ class LoopbackHub:
             return {p: self.read_blob(e.sha256) for p, e in commit.files.items()}
 
     # -- operations ------------------------------------------------------------------------
-    def create_repo(self, repo_type: str, repo_id: str, private: bool = False) -> Repo:
+    def create_repo(
+        self, repo_type: str, repo_id: str, private: bool = False, sdk: str | None = None
+    ) -> Repo:
         with self.lock:
             if (repo_type, repo_id) in self.repos:
                 raise HubError(409, f"You already created this {repo_type} repo")
-            repo = Repo(repo_type, repo_id, private, _now())
+            if repo_type == "space" and sdk not in SPACE_SDKS:
+                raise HubError(400, f"A Space needs an sdk, one of {list(SPACE_SDKS)}: got {sdk!r}")
+            repo = Repo(
+                repo_type, repo_id, private, _now(), sdk=sdk if repo_type == "space" else None
+            )
             self.repos[(repo_type, repo_id)] = repo
             self._add_commit(
                 repo,
@@ -368,6 +393,7 @@ class LoopbackHub:
             "siblings": siblings,
             "usedStorage": sum(e.size for e in commit.files.values()),
             **({"modelId": repo.id} if repo.type == "model" else {}),
+            **({"sdk": repo.sdk, "runtime": repo.runtime()} if repo.type == "space" else {}),
         }
 
 
@@ -434,7 +460,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         self.query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        self.body = self._read_body() if method in ("POST", "PUT") else b""
+        self.body = self._read_body() if method in ("POST", "PUT", "DELETE") else b""
         auth = self.headers.get("Authorization")
         with self.hub.lock:
             self.hub.requests.append(f"{method} {self.path}")
@@ -492,8 +518,10 @@ class _Handler(BaseHTTPRequestHandler):
             repo_id = f"{payload.get('organization') or DEFAULT_NAMESPACE}/{payload['name']}"
             private = bool(payload.get("private")) or payload.get("visibility") == "private"
             try:
-                repo = hub.create_repo(repo_type, repo_id, private)
+                repo = hub.create_repo(repo_type, repo_id, private, payload.get("sdk"))
             except HubError as e:
+                if e.status != 409:
+                    raise
                 repo = hub.repo(repo_type, repo_id)
                 self._json({"error": e.message, "url": hub.repo_url(repo)}, e.status)
                 return True
@@ -519,6 +547,8 @@ class _Handler(BaseHTTPRequestHandler):
         action, rest = (seg[3], seg[4:]) if len(seg) > 3 else ("", [])
         revision = rest[0] if rest else "main"
         with hub.lock:
+            if repo.type == "space" and action in ("variables", "hardware", "runtime"):
+                return self._space_settings(method, repo, action)
             if method == "GET" and action in ("", "revision"):
                 self._json(hub.repo_info(repo, hub.resolve(repo, revision)))
             elif method == "GET" and action == "tree":
@@ -599,6 +629,35 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json({})
             else:
                 return False
+        return True
+
+    def _space_settings(self, method: str, repo: Repo, action: str) -> bool:
+        """A Space's variables (GET, POST to add or update, DELETE), its hardware request
+        (POST, answered with the runtime) and its runtime (GET)."""
+        payload = json.loads(self.body or b"{}") if method in ("POST", "DELETE") else {}
+        if action == "variables" and method in ("POST", "DELETE"):
+            key = payload.get("key")
+            if not isinstance(key, str) or not key:
+                raise HubError(400, "A variable needs a non-empty string key")
+            if method == "DELETE":
+                repo.variables.pop(key, None)
+            elif not isinstance(payload.get("value"), str):
+                raise HubError(400, f"Variable {key}: the value must be a string")
+            else:
+                repo.variables[key] = {
+                    "value": payload["value"],
+                    "description": payload.get("description"),
+                    "updatedAt": _now(),
+                }
+        elif action == "hardware" and method == "POST":
+            flavor = payload.get("flavor")
+            if not isinstance(flavor, str) or not flavor:
+                raise HubError(400, "A hardware request needs a flavor")
+            repo.hardware = flavor
+            repo.sleep_time = payload.get("sleepTimeSeconds", repo.sleep_time)
+        elif not (method == "GET" and action in ("variables", "runtime")):
+            return False
+        self._json(repo.variables if action == "variables" else repo.runtime())
         return True
 
     def _preupload(self, repo: Repo, revision: str) -> None:

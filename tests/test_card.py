@@ -50,7 +50,8 @@ def check_card(text: str, metrics: dict, threshold: float) -> dict:
     card = ModelCard(text)  # parses the front matter; an invalid model-index raises
     meta = yaml.safe_load(text.split("---")[1])
     assert ModelCardData(**meta).to_dict() == card.data.to_dict()  # huggingface_hub's checks
-    assert meta["license"] == "apache-2.0" and meta["library_name"] == "cervix_hf"
+    assert meta["license"] == "apache-2.0" and "library_name" not in meta
+    assert "onnx" in meta["tags"] and not {"timm", "sklearn"} & set(meta["tags"])
     assert meta["pipeline_tag"] == "image-classification"
     index = meta["model-index"]
     assert isinstance(index, list) and len(index) == 1 and isinstance(index[0]["name"], str)

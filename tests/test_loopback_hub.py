@@ -317,3 +317,50 @@ def test_hub_binds_loopback_only(tmp_path: Path) -> None:
     with LoopbackHub(tmp_path) as other:
         assert other._server.server_address[0] == "127.0.0.1"
         assert other.url == f"http://127.0.0.1:{other.port}"
+
+
+def test_space_sdk_variables_and_hardware(hub: LoopbackHub, tmp_path: Path) -> None:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.utils import get_session, hf_raise_for_status
+
+    api = HfApi()
+    unhandled_before = len(hub.unhandled)  # the hub is shared by the whole session
+    space_id = f"tester/space-{uuid.uuid4().hex[:8]}"
+    url = api.create_repo(space_id, repo_type="space", space_sdk="gradio")
+    assert url == f"{hub.url}/spaces/{space_id}" and url.repo_type == "space"
+    api.create_repo(space_id, repo_type="space", space_sdk="gradio", exist_ok=True)
+    assert hub.repos[("space", space_id)].sdk == "gradio"
+    assert api.space_info(space_id).sdk == "gradio"
+    assert api.get_space_runtime(space_id).stage == "NO_APP_FILE"
+
+    api.add_space_variable(space_id, "CERVIX_MODEL", "tester/old")
+    api.add_space_variable(space_id, "CERVIX_MODEL", "tester/model", description="the model")
+    variables = api.add_space_variable(space_id, "CERVIX_MODEL_REVISION", "a" * 40)
+    assert {k: v.value for k, v in variables.items()} == {
+        "CERVIX_MODEL": "tester/model",
+        "CERVIX_MODEL_REVISION": "a" * 40,
+    }
+    read_back = api.get_space_variables(space_id)
+    assert read_back["CERVIX_MODEL"].description == "the model"
+    assert read_back["CERVIX_MODEL"].updated_at is not None
+    assert set(api.delete_space_variable(space_id, "CERVIX_MODEL")) == {"CERVIX_MODEL_REVISION"}
+
+    (tmp_path / "app.py").write_text("print('hello')\n")
+    api.upload_folder(repo_id=space_id, repo_type="space", folder_path=tmp_path)
+    runtime = api.request_space_hardware(space_id, "cpu-upgrade")
+    assert runtime.requested_hardware == "cpu-upgrade" and runtime.stage == "BUILDING"
+    assert api.get_space_runtime(space_id).requested_hardware == "cpu-upgrade"
+    assert hub.files(space_id, "space")["app.py"] == b"print('hello')\n"
+
+    # the Hub's refusals: a Space without an SDK, Space settings of a model repo
+    answer = get_session().post(
+        f"{hub.url}/api/repos/create", json={"name": "no-sdk", "type": "space"}
+    )
+    with pytest.raises(HfHubHTTPError, match="needs an sdk"):
+        hf_raise_for_status(answer)
+    model_id = f"tester/model-{uuid.uuid4().hex[:8]}"
+    api.create_repo(model_id)
+    with pytest.raises(RepositoryNotFoundError):
+        api.add_space_variable(model_id, "X", "1")
+    assert hub.unhandled[unhandled_before:] == []

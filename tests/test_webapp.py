@@ -1,5 +1,6 @@
 """The Gradio app, driven as programs use it: gradio_client against a loopback server."""
 
+import ast
 import concurrent.futures
 import csv
 import zipfile
@@ -102,31 +103,43 @@ def test_batch_table_csv_and_per_file_errors(client, served, tmp_path):
     _, model, examples = served
     zpath = tmp_path / "cells.zip"
     with zipfile.ZipFile(zpath, "w") as zf:
+        zf.write(examples[1], "synthetic_Parabasal.png")
         zf.write(examples[0], "a/first.png")
         zf.writestr("broken.png", b"\x89PNG truncated")
-    empty = tmp_path / "empty.bmp"
-    empty.write_bytes(b"")
-    table, csv_file = client.predict(
-        [handle_file(examples[1]), handle_file(str(zpath)), handle_file(str(empty))],
-        api_name="/predict_batch",
-    )
+        zf.writestr("empty.bmp", b"")
+    table, csv_file = client.predict(handle_file(str(zpath)), api_name="/predict_batch")
     rows = table["data"]
     assert table["headers"] == ["file", "p_abnormal", "decision", "unusual", "error"]
     by_name = {r[0]: r for r in rows}
     assert set(by_name) == {
-        "synthetic_Parabasal.png",
+        "cells.zip/synthetic_Parabasal.png",
         "cells.zip/a/first.png",
         "cells.zip/broken.png",
-        "empty.bmp",
+        "cells.zip/empty.bmp",
     }
     good = by_name["cells.zip/a/first.png"]
     assert good[1] == pytest.approx(model.predict_proba([examples[0]])[0, 1], rel=1e-4)
     assert good[4] == ""
-    assert "empty" in by_name["empty.bmp"][4] and by_name["empty.bmp"][1] is None
+    empty = by_name["cells.zip/empty.bmp"]
+    assert "empty" in empty[4] and empty[1] is None
     assert by_name["cells.zip/broken.png"][4]
     with open(csv_file, newline="") as fh:
         csv_rows = list(csv.reader(fh))
     assert csv_rows[0] == table["headers"] and len(csv_rows) == len(rows) + 1
+    # one image is a batch of one
+    table, _ = client.predict(handle_file(examples[2]), api_name="/predict_batch")
+    assert [r[0] for r in table["data"]] == [Path(examples[2]).name]
+
+
+def test_the_pages_batch_takes_several_images_and_zips(served, tmp_path, app_files):
+    from cervix_hf.webapp import predict_batch
+
+    _, model, examples = served
+    zpath = tmp_path / "more.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.write(examples[0], "x.png")
+    result = predict_batch(model, [examples[1], str(zpath)], app_files)
+    assert [r[0] for r in result.rows] == [Path(examples[1]).name, "more.zip/x.png"]
 
 
 def test_unusual_images_are_flagged_through_the_api(client, tmp_path):
@@ -177,10 +190,112 @@ def test_revision_must_be_a_full_sha():
 
 
 def test_api_lists_exactly_the_two_documented_endpoints(client):
+    from cervix_hf.webapp import API_DISCLAIMER
+
     api = client.view_api(print_info=False, return_format="dict")
-    assert set(api["named_endpoints"]) == {"/predict", "/predict_batch"}
+    endpoints = api["named_endpoints"]
+    assert set(endpoints) == {"/predict", "/predict_batch"}
     assert not api["unnamed_endpoints"]
-    assert "not a diagnostic device" in api["named_endpoints"]["/predict"]["description"]
+
+    def names(endpoint, part, key):
+        return [p[key] for p in endpoints[endpoint][part]]
+
+    assert names("/predict", "parameters", "parameter_name") == ["image_file"]
+    assert names("/predict", "returns", "label") == ["prediction"]
+    assert names("/predict_batch", "parameters", "parameter_name") == ["archive"]
+    assert names("/predict_batch", "returns", "label") == ["Results", "CSV"]
+    shown = client.view_api(print_info=False, return_format="str")
+    assert "-> prediction" in shown and "-> (results, csv)" in shown
+    for endpoint in endpoints.values():
+        assert API_DISCLAIMER in endpoint["description"]
+
+
+def test_mcp_schema_lists_both_tools_with_their_docstrings(served):
+    import httpx
+
+    from cervix_hf.webapp import API_DISCLAIMER
+
+    schema = httpx.get(served[0] + "gradio_api/mcp/schema", timeout=30).json()
+    tools = {t["name"]: t for t in schema}
+    assert set(tools) == {"predict", "predict_batch"}
+    single, batch = tools["predict"], tools["predict_batch"]
+    for tool in (single, batch):
+        assert API_DISCLAIMER in tool["description"] and "Returns:" in tool["description"]
+    assert "p_abnormal" in single["description"] and "unusual" in single["description"]
+    assert "csv: the same table" in batch["description"]
+    image = single["inputSchema"]["properties"]["image_file"]
+    assert "one image of a single cell" in image["description"]
+    assert single["inputSchema"]["required"] == ["image_file"]
+    assert "a zip archive" in batch["inputSchema"]["properties"]["archive"]["description"]
+
+
+def _mcp_call(url: str, tool: str, arguments: dict):
+    """Call one tool of the app's MCP server over streamable HTTP, as an MCP client does."""
+    import asyncio
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def call():
+        async with (
+            streamable_http_client(url + "gradio_api/mcp/") as (read, write, _),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            return await session.call_tool(tool, arguments)
+
+    return asyncio.run(call())
+
+
+def _data_url(path) -> str:
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def test_mcp_predict_gives_the_answer_gradio_client_gives(client, served):
+    from gradio_client import handle_file
+
+    url, model, examples = served
+    result = _mcp_call(url, "predict", {"image_file": _data_url(examples[3])})
+    assert not result.isError
+    (content,) = result.content
+    via_mcp = ast.literal_eval(content.text)  # the tool's text is the dict /predict returns
+    via_client = client.predict(handle_file(examples[3]), api_name="/predict")
+    assert via_mcp["probabilities"] == pytest.approx(via_client["probabilities"], abs=1e-9)
+    assert via_mcp["p_abnormal"] == pytest.approx(via_client["p_abnormal"], abs=1e-9)
+    assert via_mcp["label"] == via_client["label"]
+    expected = model.predict_proba([examples[3]])[0, 1]
+    assert via_mcp["p_abnormal"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_mcp_predict_batch_takes_a_zip(served, tmp_path):
+    import base64
+
+    url, model, examples = served
+    zpath = tmp_path / "two.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.write(examples[0], "a.png")
+        zf.write(examples[1], "b.png")
+    data = "data:application/zip;base64," + base64.b64encode(zpath.read_bytes()).decode()
+    result = _mcp_call(url, "predict_batch", {"archive": data})
+    assert not result.isError
+    # one text: the outputs (the table, then the CSV file's record) as gradio_client gets them
+    table, csv_file = ast.literal_eval(result.content[0].text)
+    rows = table["data"]
+    assert [row[0].split("/", 1)[1] for row in rows] == ["a.png", "b.png"]
+    expected = model.predict_proba([examples[0], examples[1]])[:, 1]
+    np.testing.assert_allclose([row[1] for row in rows], expected, atol=1e-6)
+    assert csv_file["url"].endswith(".csv")
+
+
+def test_mcp_errors_are_our_messages(served, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    result = _mcp_call(served[0], "predict", {"image_file": _data_url(bad)})
+    assert result.isError
+    text = " ".join(c.text for c in result.content)
+    assert "not an image" in text and "/tmp" not in text and "Traceback" not in text
 
 
 def test_readme_documents_every_key_predict_returns(client, served):
@@ -237,7 +352,7 @@ def test_batch_csv_lives_in_the_apps_folder_and_is_escaped(client, served, tmp_p
     zpath = tmp_path / "@cells.zip"  # a name a spreadsheet would read as a formula
     with zipfile.ZipFile(zpath, "w") as zf:
         zf.write(examples[0], "a.png")
-    table, csv_file = client.predict([handle_file(str(zpath))], api_name="/predict_batch")
+    table, csv_file = client.predict(handle_file(str(zpath)), api_name="/predict_batch")
     assert table["data"][0][0] == "@cells.zip/a.png"
     assert Path(csv_file).name.startswith("cervix-batch-")
     with open(csv_file, newline="") as fh:

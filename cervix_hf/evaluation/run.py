@@ -203,15 +203,15 @@ def save_evaluated(
 ) -> str | None:
     """``save_pretrained`` into ``out`` (card re-rendered with the external validations
     saved there), then push the directory; returns the commit sha or None."""
-    from .. import hub
     from ..card import write_card
+    from ..modeling import publish_directory
 
     model.save_pretrained(out, repo_id=push_to_hub)
     if load_external(out):
         write_card(out, model.config, repo_id=push_to_hub)
     if not push_to_hub:
         return None
-    return hub.upload_dir(out, push_to_hub, private=private, commit_message=message)
+    return publish_directory(out, push_to_hub, private=private, commit_message=message)
 
 
 @dataclass

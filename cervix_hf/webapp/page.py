@@ -4,11 +4,17 @@
 (``gr.File``), so our own loader reads every file. Errors reach the user as ``gr.Error`` with
 our message; anything unexpected is logged with its traceback on the server and the user gets
 a plain message (``show_error`` is off, so no library text or server path ever leaves).
+
+Programs call two named endpoints, ``/predict`` and ``/predict_batch``, documented by the
+docstrings of the functions behind them (:data:`PREDICT_DOC`, :data:`PREDICT_BATCH_DOC`):
+Gradio shows them on the API page and, when ``gradio[mcp]`` is installed, serves both as MCP
+tools of the same names (:func:`launch_kwargs` turns the MCP server on).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import os
 from collections.abc import Callable
@@ -26,9 +32,9 @@ from .handlers import (
     BATCH_HEADERS,
     ServedModel,
     predict_api,
-    predict_batch,
     predict_page,
 )
+from .handlers import predict_batch as analyze_batch
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +49,43 @@ INTERNAL_ERROR = (
     "or try another image."
 )
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The two API endpoints (and MCP tools) are documented by their functions' docstrings: Gradio
+# shows the first paragraph on the API page; MCP clients get it with "Returns", and the "Args"
+# lines describe the inputs (one line each: Gradio reads them line by line).
+PREDICT_DOC = f"""Classify one single-cell Pap-smear image as Normal or Abnormal. {API_DISCLAIMER}
+
+Args:
+    image_file: one image of a single cell (PNG, JPEG, TIFF or BMP), as cut from a Pap smear.
+
+Returns:
+    one dict with label (Normal or Abnormal, decided at the model's threshold)
+    p_abnormal, probabilities (per class), threshold
+    unusual (true when the image is unlike the training cells: the prediction is then meaningless)
+    novelty_score, cell_types (probability per cell type, or null), logit
+    heatmap (contributions: the exact contribution of each location of the input crop to the logit)
+    model (backbone, pretrained, grouping, synthetic_training_data, repo_id, revision), disclaimer
+"""
+PREDICT_BATCH_DOC = f"""Classify every image in a zip archive, in one call. {API_DISCLAIMER}
+
+Args:
+    archive: a zip archive of single-cell images (PNG, JPEG, TIFF or BMP), or one such image.
+
+Returns:
+    results: a table with one row per image and columns file, p_abnormal, decision, unusual
+    error (why an image could not be analysed; the other rows are analysed all the same)
+    csv: the same table as a CSV file
+"""
+
+
+def documented(doc: str) -> Callable[[F], F]:
+    """Give a function its docstring (built from constants, which a literal cannot be)."""
+
+    def decorate(fn: F) -> F:
+        fn.__doc__ = doc
+        return fn
+
+    return decorate
 
 
 def guarded(fn: F) -> F:
@@ -96,15 +139,22 @@ def build_app(
         r = predict_page(model, image_file, files)
         return r.probabilities, r.decision, r.heatmap, r.cell_types, r.details
 
+    # the API and MCP tools: the function names are the tool names
     @guarded
+    @documented(PREDICT_DOC)
     def predict(image_file: Any) -> dict[str, Any]:
-        """Classify one single-cell image as Normal or Abnormal (numbers only)."""
         return predict_api(model, image_file)
 
     @guarded
-    def classify_batch(image_files: Any) -> tuple[list[list[Any]], str]:
-        """Classify several images (or zips of images): one row per file, plus a CSV."""
-        result = predict_batch(model, image_files, files)
+    @documented(PREDICT_BATCH_DOC)
+    def predict_batch(archive: Any) -> tuple[list[list[Any]], str]:
+        result = analyze_batch(model, [archive] if archive else [], files)
+        return result.rows, result.csv_path
+
+    @guarded
+    def show_batch(image_files: Any) -> tuple[list[list[Any]], str]:
+        """The page's batch: any number of images and zips."""
+        result = analyze_batch(model, image_files, files)
         return result.rows, result.csv_path
 
     has_types = model.has_cell_types
@@ -147,19 +197,16 @@ def build_app(
                 concurrency_limit=CONCURRENCY_LIMIT,
                 concurrency_id="backbone",
             )
-            # the API: one dict, no files for the client to fetch afterwards
-            api_result = gr.JSON(visible=False, label="result")
-            gr.Button(visible=False).click(
-                predict,
+            # the API: one dict, no files for the client to fetch afterwards. An event with
+            # no trigger (as gr.api makes) keeps the gr.File input, so gradio_client and MCP
+            # clients upload files as for the page, and the output keeps a meaningful name.
+            prediction = gr.JSON(visible=False, label="prediction")
+            gr.on(
+                triggers=[],
+                fn=predict,
                 inputs=upload,
-                outputs=api_result,
+                outputs=prediction,
                 api_name="predict",
-                api_description=(
-                    f"Classify one single-cell image. {API_DISCLAIMER} Returns one dict: "
-                    "label, p_abnormal, probabilities, threshold, unusual, novelty_score, "
-                    "cell_types, logit, heatmap (the exact per-location contributions to the "
-                    "logit over the model's input crop, and the intercept), model, disclaimer."
-                ),
                 concurrency_limit=CONCURRENCY_LIMIT,
                 concurrency_id="backbone",
             )
@@ -171,22 +218,39 @@ def build_app(
                 type="filepath",
             )
             run_batch = gr.Button("Classify all", variant="primary")
+            # the labels name the outputs in view_api() and MCP: results, csv
             table = gr.Dataframe(headers=BATCH_HEADERS, label="Results", interactive=False)
             csv_out = gr.File(label="CSV")
             run_batch.click(
-                classify_batch,
+                show_batch,
                 inputs=batch_files,
                 outputs=[table, csv_out],
+                api_visibility="private",  # programs call /predict_batch
+                concurrency_limit=CONCURRENCY_LIMIT,
+                concurrency_id="backbone",
+            )
+            # The API takes one file, a zip (or an image): Gradio 6.31's MCP server cannot
+            # pass a list of files to a tool (its file list schema has a dangling "$ref", and
+            # list items are never turned into files), while one file works for every client.
+            archive = gr.File(
+                label="Zip archive of images, or one image",
+                file_count="single",
+                file_types=["image", ".zip"],
+                type="filepath",
+                visible=False,
+            )
+            gr.on(
+                triggers=[],
+                fn=predict_batch,
+                inputs=archive,
+                outputs=[table, csv_out],
                 api_name="predict_batch",
-                api_description=(
-                    f"Classify several images or zips. {API_DISCLAIMER} Returns a table with "
-                    "columns file, p_abnormal, decision, unusual, error, and a CSV file."
-                ),
                 concurrency_limit=CONCURRENCY_LIMIT,
                 concurrency_id="backbone",
             )
         gr.Markdown(
-            "Programs: see the API page (link below) or README for `gradio_client` calls. "
+            "Programs: see the API page (link below) or README for `gradio_client` calls; "
+            "with MCP on, the same endpoints are MCP tools at `/gradio_api/mcp/`. "
             "Reuse the model without Gradio: `CervixClassifier.from_pretrained(repo_id, "
             "revision=sha)`."
         )
@@ -194,13 +258,21 @@ def build_app(
     return app
 
 
+def mcp_installed() -> bool:
+    """Whether the ``mcp`` package (``pip install "gradio[mcp]"``) is importable."""
+    return importlib.util.find_spec("mcp") is not None
+
+
 def launch_kwargs(host: str | None, port: int | None) -> dict[str, Any]:
-    """Launch settings: loopback unless told otherwise, upload size limit, no raw errors."""
+    """Launch settings: loopback unless told otherwise, upload size limit, no raw errors, and
+    the MCP server when ``gradio[mcp]`` is installed (``GRADIO_MCP_SERVER``, when set, decides
+    instead)."""
     return {
         "server_name": host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
         "server_port": port,
         "max_file_size": MAX_FILE_BYTES * 10,  # batch zips; single images are checked by us
         "show_error": False,  # gr.Error messages (ours) are shown; nothing else is
+        "mcp_server": None if "GRADIO_MCP_SERVER" in os.environ else mcp_installed(),
     }
 
 
