@@ -1,4 +1,7 @@
-"""Model card rendered from the top-level ``model_card.md`` template with ``ModelCard``.
+"""Model card rendered from the ``model_card.md`` template with ``ModelCard``.
+
+The template ships inside the package (``cervix_hf/templates/model_card.md``, package data, so
+an installed wheel renders cards); the top-level ``model_card.md`` of a checkout is a link to it.
 
 The body reads the typed evaluation report (:class:`~cervix_hf.evaluation.report.
 EvaluationReport`) and any external validation reports. The YAML ``model-index`` lists, for
@@ -31,7 +34,7 @@ from .labels import GROUPINGS
 from .metrics import ECE_WARNING
 from .reuse import reuse_snippet
 
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "model_card.md"
+TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
 PLACEHOLDER_REPO = "<user>/<repo>"
 CARD_NAME = "README.md"
 
@@ -50,8 +53,8 @@ HELD_OUT_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1",
 def _template_path() -> Path:
     if not TEMPLATE_PATH.is_file():
         raise FileNotFoundError(
-            f"Model card template {TEMPLATE_PATH} is missing: run from a cervix_hf checkout "
-            "(pip install -e .)."
+            f"Model card template {TEMPLATE_PATH} is missing: reinstall cervix_hf (the wheel "
+            "ships it as package data)."
         )
     return TEMPLATE_PATH
 

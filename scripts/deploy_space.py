@@ -6,15 +6,7 @@
 The same as ``python -m cervix_hf.space`` (:mod:`cervix_hf.space`); ``--help`` says more.
 """
 
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# run from a checkout without installing
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cervix_hf.space import main
+from cervix_hf.space import main, parse_args  # noqa: F401
 
 if __name__ == "__main__":
     raise SystemExit(main())

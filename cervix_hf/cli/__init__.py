@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from .errors import CervixError
+from ..errors import CervixError
 
 logger = logging.getLogger("cervix_hf")
 
@@ -115,7 +115,7 @@ def add_evaluation_args(group: argparse._ArgumentGroup) -> None:
 def add_data_args(group: argparse._ArgumentGroup, *, grouping_help: str | None = None) -> None:
     """``--dataset``, ``--revision``, ``--split``; ``--grouping`` when ``grouping_help`` is given
     (scripts that evaluate a model use the model's grouping instead)."""
-    from .labels import GROUPINGS
+    from ..labels import GROUPINGS
 
     group.add_argument(
         "--dataset", required=True, help="Hub dataset id, saved dataset dir or image folder"
@@ -130,7 +130,7 @@ def add_data_args(group: argparse._ArgumentGroup, *, grouping_help: str | None =
 
 def add_backbone_args(group: argparse._ArgumentGroup) -> None:
     """The flags that choose a backbone: name, weights revision or file, random init."""
-    from .features import DEFAULT_BACKBONE
+    from ..features import DEFAULT_BACKBONE
 
     group.add_argument(
         "--backbone",
@@ -156,7 +156,7 @@ def add_runtime_args(group: argparse._ArgumentGroup, *, precision: bool = False)
     ``precision``: also ``--precision`` (scripts that compute training features; a saved
     model's features are recomputed at the precision it records).
     """
-    from .features.plan import ENGINES, PRECISIONS
+    from ..features.plan import ENGINES, PRECISIONS
 
     group.add_argument(
         "--batch-size", type=int, help="images per forward pass (default: CPU 8-16, CUDA 256)"
