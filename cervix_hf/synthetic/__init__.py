@@ -34,15 +34,20 @@ ignores clusters leaks.
 from __future__ import annotations
 
 from ..labels import CELL_TYPES
+from .fields import FIELD_SIZE, SyntheticField, make_field, write_raw_fields
 from .render import MAX_SIDE, MIN_SIDE, make_cell
 from .tree import CLUSTER_IMAGES_PER_TYPE, OutputDirNotEmptyError, write_raw_sipakmed
 
 __all__ = [
     "CELL_TYPES",
     "CLUSTER_IMAGES_PER_TYPE",
+    "FIELD_SIZE",
     "MAX_SIDE",
     "MIN_SIDE",
     "OutputDirNotEmptyError",
+    "SyntheticField",
     "make_cell",
+    "make_field",
+    "write_raw_fields",
     "write_raw_sipakmed",
 ]
