@@ -62,3 +62,7 @@ class EngineError(CervixError):
 class OnnxGraphError(EngineError):
     """An ONNX graph on disk fails its check (SHA-256 record, agreement with torch): it is
     refused and never run, and the message names the file to delete."""
+
+
+class LocatorError(CervixError):
+    """The cell locator cannot run as asked (parameters out of range, a field too large)."""
