@@ -1,9 +1,12 @@
 """Turn the extracted SIPaKMeD download into a ``datasets`` dataset (saved, optionally pushed).
 
     python scripts/prepare_sipakmed.py RAW_DIR OUT_DIR [--grouping clinical|seed]
-        [--push-to-hub REPO]
+        [--push-to-hub REPO] [--fields-out FIELDS_DIR]
 
-Cluster images and ``.dat`` boundary files are skipped, never deleted.
+OUT_DIR gets the single-cell crops. With --fields-out, FIELDS_DIR also gets the fields
+dataset: each cluster image with the outlines of its cells (from the ``.dat`` files) and
+their types, which scripts/evaluate_locator.py measures the cell locator on. Nothing in
+RAW_DIR is ever deleted.
 """
 
 from __future__ import annotations
@@ -44,6 +47,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="how cell types map to the 'label' column (default: clinical)",
     )
     p.add_argument("--push-to-hub", metavar="REPO", help="also push as a Hub dataset repo")
+    p.add_argument(
+        "--fields-out",
+        type=Path,
+        metavar="FIELDS_DIR",
+        help="also save the fields dataset (cluster images with cell outlines) here",
+    )
     p.add_argument("--private", action="store_true", help="make the pushed dataset private")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -55,13 +64,23 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
 
     def body() -> int:
-        from cervix_hf.sipakmed import build_dataset
+        from cervix_hf.sipakmed import build_dataset, build_fields_dataset
 
-        if args.out_dir.exists() and any(args.out_dir.iterdir()):
-            raise CervixError(f"{args.out_dir} exists and is not empty; choose a new directory.")
+        for out in (args.out_dir, args.fields_out):
+            if out is not None and out.exists() and any(out.iterdir()):
+                raise CervixError(f"{out} exists and is not empty; choose a new directory.")
         ds = build_dataset(args.raw_dir, grouping=args.grouping)
         ds.save_to_disk(str(args.out_dir))
         logger.info("Saved %d cells to %s", len(ds), args.out_dir)
+        if args.fields_out is not None:
+            fields = build_fields_dataset(args.raw_dir)
+            fields.save_to_disk(str(args.fields_out))
+            logger.info(
+                "Saved %d fields (%d outlined cells) to %s",
+                len(fields),
+                sum(len(ids) for ids in fields["cell_ids"]),
+                args.fields_out,
+            )
         if args.push_to_hub:
             info = ds.push_to_hub(args.push_to_hub, private=args.private)
             logger.info(

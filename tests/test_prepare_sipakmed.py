@@ -25,3 +25,21 @@ def test_prepare_refuses_bad_layout_and_non_empty_out(tmp_path, raw_cells, caplo
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     assert prepare_sipakmed.main([str(raw_cells[0]), str(tmp_path / "full")]) == 2
+
+
+def test_prepare_writes_the_fields_dataset(raw_cells, tmp_path):
+    import datasets
+
+    from cervix_hf.synthetic import CLUSTER_IMAGES_PER_TYPE
+
+    raw, _ = raw_cells
+    out, fields = tmp_path / "cells", tmp_path / "fields"
+    assert prepare_sipakmed.main([str(raw), str(out), "--fields-out", str(fields)]) == 0
+    ds = datasets.load_from_disk(str(fields))
+    assert len(ds) == 5 * CLUSTER_IMAGES_PER_TYPE
+    assert all(len(ids) >= 2 for ids in ds["cell_ids"])
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("x")
+    argv = [str(raw), str(tmp_path / "cells2"), "--fields-out", str(tmp_path / "busy")]
+    assert prepare_sipakmed.main(argv) == 2
+    assert not (tmp_path / "cells2").exists()
