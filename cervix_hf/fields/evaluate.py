@@ -22,7 +22,6 @@ it saves nothing. Definitions:
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -34,7 +33,7 @@ from ..images import load_image
 from ..labels import CELL_TYPES, POSITIVE_LABEL, binary_label
 from ..sipakmed import FieldRecord
 from .analyze import CellModel
-from .geometry import Region, contains, intersection, match, polygon_region
+from .geometry import Region, contains, intersection, match, outline_box, polygon_region
 from .locate import CellLocator, crop_box
 
 
@@ -268,7 +267,7 @@ def evaluate_locator(
             t0 = time.perf_counter()
             reference = [
                 image.crop(
-                    crop_box(_outline_box(c.cytoplasm, image.size), image.size, locator.params)
+                    crop_box(outline_box(c.cytoplasm, image.size), image.size, locator.params)
                 )
                 for c in record.cells
             ]
@@ -331,16 +330,6 @@ def _blame(region: Region, truth: list[Region], record: FieldRecord) -> str:
     if overlaps and max(overlaps) > 0:
         return record.cells[int(np.argmax(overlaps))].cell_type
     return record.cell_type
-
-
-def _outline_box(points: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The pixel box of an outline, clipped to the field."""
-    w, h = size
-    x0 = min(max(0, math.floor(points[:, 0].min())), w - 1)
-    y0 = min(max(0, math.floor(points[:, 1].min())), h - 1)
-    x1 = max(min(w, math.ceil(points[:, 0].max())), x0 + 1)
-    y1 = max(min(h, math.ceil(points[:, 1].max())), y0 + 1)
-    return (x0, y0, x1, y1)
 
 
 def _ratio(a: float, b: float) -> float | None:

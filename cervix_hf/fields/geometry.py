@@ -46,6 +46,16 @@ def polygon_region(points: np.ndarray, field_size: tuple[int, int]) -> Region:
     return Region((x0, y0, x1, y1), mask)
 
 
+def outline_box(points: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The pixel box of an outline, clipped to the field."""
+    w, h = size
+    x0 = min(max(0, math.floor(points[:, 0].min())), w - 1)
+    y0 = min(max(0, math.floor(points[:, 1].min())), h - 1)
+    x1 = max(min(w, math.ceil(points[:, 0].max())), x0 + 1)
+    y1 = max(min(h, math.ceil(points[:, 1].max())), y0 + 1)
+    return (x0, y0, x1, y1)
+
+
 def intersection(a: Region, b: Region) -> int:
     """Pixels in both regions."""
     x0, y0 = max(a.box[0], b.box[0]), max(a.box[1], b.box[1])

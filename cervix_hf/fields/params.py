@@ -30,7 +30,8 @@ class LocatorParams:
             width (left and right) and height (top and bottom), as SIPaKMeD's ``CROPPED/``
             images are cut around a cell; the generated crops use 0.05-0.175 (mid-point 0.1).
         min_crop_side: a crop narrower or lower than this grows around the cell to it.
-        max_field_pixels: larger fields are refused (memory is about 60 bytes per pixel).
+        max_field_pixels: larger fields are refused (the locator's memory grows with the
+            pixels; README, Performance).
         max_cells: at most this many cells are returned (the largest), to bound the work
             of classifying them.
         scale: multiplies every length below (areas by its square).
