@@ -107,6 +107,17 @@ def test_field_over_the_pixel_limit_is_refused() -> None:
         ClassicalLocator(LocatorParams(max_field_pixels=19_999)).locate(image)
 
 
+def test_huge_field_is_refused_before_any_work() -> None:
+    huge = Image.new("RGB", (4100, 4000))  # 16.4 Mpx, over the default 16 Mpx
+    with pytest.raises(LocatorError, match="4100x4000 = 16,400,000 pixels"):
+        ClassicalLocator().locate(huge)
+
+
+def test_not_an_image() -> None:
+    with pytest.raises(LocatorError, match="takes a PIL image, not a ndarray"):
+        ClassicalLocator().locate(np.zeros((10, 10, 3), np.uint8))  # type: ignore[arg-type]
+
+
 def test_other_image_modes_are_converted() -> None:
     image, _ = draw_field((300, 200), [(150, 100, 45, PINK)])
     assert len(ClassicalLocator().locate(image.convert("L"))) == 1

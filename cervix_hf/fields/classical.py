@@ -43,9 +43,15 @@ class ClassicalLocator:
         """Return the cells of an RGB field in reading order (ids from 1).
 
         Raises:
-            LocatorError: the field has more than ``params.max_field_pixels`` pixels.
+            LocatorError: the field has more than ``params.max_field_pixels`` pixels, or is
+                not a PIL image.
         """
         p = self.params
+        if not isinstance(image, Image.Image):
+            raise LocatorError(
+                f"the locator takes a PIL image, not a {type(image).__name__}; read uploads "
+                "with cervix_hf.images.load_image (or call analyze_field)."
+            )
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         w, h = rgb.size
         if w * h > p.max_field_pixels:
