@@ -18,6 +18,7 @@ from typing import Any
 from .config_schema import SHA256, bad, build, check_data_config, check_file_name, finite
 from .errors import ModelLoadError
 from .features.precision import PrecisionRecord
+from .fields.params import LocatorParams
 from .labels import CELL_TYPES, GROUPING_CHOICES, LABELS, POSITIVE_LABEL
 
 CONFIG_NAME = "config.json"
@@ -86,6 +87,8 @@ class CervixConfig:
         precision: the precision the head's training features were computed in and how
             closely the serving path (ONNX Runtime fp32) reproduces the head's outputs
             (None: not recorded, fp32).
+        locator: the parameters of the cell locator that finds cells in whole fields for
+            this model (None: the defaults).
         data_config: timm data config (input size, interpolation, mean, std, crop).
         feature_dim: length of the pooled feature vector the head takes.
         labels: class names in the head's ``classes_`` order (always Normal, Abnormal).
@@ -113,6 +116,7 @@ class CervixConfig:
     init_seed: int | None = None
     backbone_onnx: OnnxFile | None = None
     precision: PrecisionRecord | None = None
+    locator: LocatorParams | None = None
     labels: tuple[str, ...] = LABELS
     positive_label: str = POSITIVE_LABEL
     grouping: str = "clinical"

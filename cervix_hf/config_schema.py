@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any
 
-from .errors import ConfigMismatchError, ModelLoadError
+from .errors import CervixError, ConfigMismatchError, ModelLoadError
 
 #: timm interpolation names the torch-free preprocessing reproduces.
 INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
@@ -163,7 +163,12 @@ def build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
         nested = next((a for a in (tp, *typing.get_args(tp)) if dataclasses.is_dataclass(a)), None)
         if nested is not None and isinstance(value, dict):
             reader = getattr(nested, "from_dict", None)
-            value = reader(value) if reader else build(nested, value, f"{prefix}{name}.")
+            try:
+                value = reader(value) if reader else build(nested, value, f"{prefix}{name}.")
+            except ModelLoadError:
+                raise
+            except CervixError as exc:  # a record's own check (e.g. the locator's)
+                raise ModelLoadError(f"config.json: {prefix}{name}: {exc}") from None
         elif typing.get_origin(tp) is tuple or tuple in map(typing.get_origin, typing.get_args(tp)):
             value = tuple(value) if value is not None else None
         values[name] = value

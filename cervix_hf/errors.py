@@ -66,3 +66,7 @@ class OnnxGraphError(EngineError):
 
 class DeployError(CervixError):
     """A Space cannot be built or published as asked (unpinned model, missing files)."""
+
+
+class LocatorError(CervixError):
+    """The cell locator cannot run as asked (parameters out of range, a field too large)."""

@@ -26,6 +26,7 @@ SERVING_MODULES: tuple[str, ...] = (
     "cervix_hf.app",
     "cervix_hf.archives",
     "cervix_hf.artifacts",
+    "cervix_hf.boundaries",  # the synthetic example cells' outline format
     "cervix_hf.cli",
     "cervix_hf.config",
     "cervix_hf.config_schema",
@@ -35,6 +36,12 @@ SERVING_MODULES: tuple[str, ...] = (
     "cervix_hf.features.hardware",
     "cervix_hf.features.onnx_graph",
     "cervix_hf.features.precision",
+    "cervix_hf.fields",  # the Field tab and /analyze_field
+    "cervix_hf.fields.analyze",
+    "cervix_hf.fields.classical",
+    "cervix_hf.fields.geometry",
+    "cervix_hf.fields.locate",
+    "cervix_hf.fields.params",
     "cervix_hf.hub",
     "cervix_hf.images",
     "cervix_hf.labels",
@@ -46,7 +53,14 @@ SERVING_MODULES: tuple[str, ...] = (
     "cervix_hf.serving",
     "cervix_hf.sipakmed",  # the synthetic example cells' marker constant
     "cervix_hf.synthetic",  # the page's synthetic example cells
+    "cervix_hf.synthetic.fields",
+    "cervix_hf.synthetic.morphology",
+    "cervix_hf.synthetic.render",
+    "cervix_hf.synthetic.shapes",
+    "cervix_hf.synthetic.tree",
     "cervix_hf.webapp",
+    "cervix_hf.webapp.common",
+    "cervix_hf.webapp.field",
     "cervix_hf.webapp.files",
     "cervix_hf.webapp.handlers",
     "cervix_hf.webapp.page",
@@ -62,6 +76,7 @@ SPACE_REQUIREMENTS: tuple[str, ...] = (
     "huggingface_hub==2.4.0",
     "onnxruntime==1.32.0",
     "scikit-learn==1.9.1",
+    "scikit-image==0.26.0",
     "skops==0.16.0",
     "pillow==12.3.0",
     "numpy==2.4.6",

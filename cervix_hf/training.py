@@ -14,6 +14,7 @@ from .config import CELL_TYPE_HEAD_NAME, NOVELTY_NAME, CervixConfig
 from .data import load_cells
 from .features import DEFAULT_BACKBONE, create_backbone, dataset_feature_stats
 from .features.precision import PrecisionRecord, head_agreement, sample_rows
+from .fields.params import LocatorParams
 from .head import C_GRID, fit_head
 from .labels import CELL_TYPES, LABELS, POSITIVE_LABEL
 from .metrics import binary_metrics, multiclass_metrics
@@ -222,6 +223,7 @@ def train(opts: TrainOptions) -> TrainResult:
         cell_type_head=CELL_TYPE_HEAD_NAME if cell_head is not None else None,
         novelty_detector=NOVELTY_NAME,
         novelty_threshold=novelty_threshold,
+        locator=LocatorParams(),  # how the app finds this model's cells in whole fields
         head_params=head_params,
         dataset=opts.dataset_name or data.source,
         dataset_revision=_dataset_revision(data.source, data.revision),

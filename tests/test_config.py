@@ -144,6 +144,8 @@ LIES = [
     ({"format_version": 0}, "format_version"),
     ({"precision": {"training": "fp8", "training_engine": "torch"}}, "precision.training"),
     ({"precision": {"training": "fp32"}}, "precision.training_engine' is missing"),
+    ({"locator": {"no_such_parameter": 1}}, "locator: unknown locator parameter"),
+    ({"locator": []}, "locator must be"),
     (
         {"precision": {"training": "fp32", "training_engine": "onnx", "agreement": {"n": "x"}}},
         "precision.agreement",

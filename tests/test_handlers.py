@@ -114,11 +114,11 @@ MEMORY_PROBE = textwrap.dedent(
 
 
 def test_batch_memory_does_not_grow_with_the_number_of_large_images(trained_model_dir, tmp_path):
-    big = tmp_path / "big.png"
-    y, x = np.mgrid[0:4000, 0:5000]  # 20 Mpx: 60 MB decoded, a small file
-    Image.fromarray(np.stack([x % 256, y % 256, (x + y) % 256], -1).astype(np.uint8)).save(
-        big, compress_level=1
-    )
+    from cervix_hf.synthetic import make_cell
+
+    big = tmp_path / "big.png"  # one cell blown up to 20 Mpx: 60 MB decoded, a small file
+    cell = make_cell("Parabasal", np.random.default_rng(0))
+    cell.resize((5000, 4000), Image.Resampling.BILINEAR).save(big, compress_level=1)
     small = tmp_path / "small.png"
     small.write_bytes(png_bytes())
 

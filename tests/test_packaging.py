@@ -14,6 +14,9 @@ COMMANDS = {
     "cervix-train": "cervix_hf.cli.train:main",
     "cervix-evaluate": "cervix_hf.cli.evaluate:main",
     "cervix-extract": "cervix_hf.cli.extract:main",
+    "cervix-prepare": "cervix_hf.cli.prepare:main",
+    "cervix-synthetic": "cervix_hf.cli.synthetic:main",
+    "cervix-evaluate-locator": "cervix_hf.cli.evaluate_locator:main",
     "cervix-deploy-space": "cervix_hf.space:main",
 }
 

@@ -299,6 +299,15 @@ def _check_served(url: str, pid: int, pushed, tmp_path: Path) -> None:
         list(details["probabilities"].values()), model.predict_proba([cell])[0], rtol=0, atol=1e-6
     )
     assert (details["model"]["repo_id"], details["model"]["revision"]) == (repo_id, sha)
+    # a whole field too: the Space's requirements carry the cell locator's (scikit-image)
+    from cervix_hf.synthetic import make_field
+
+    field = tmp_path / "field.png"
+    make_field("Koilocytotic", np.random.default_rng(1), size=(700, 600), n_cells=3).image.save(
+        field
+    )
+    answer = Client(url, verbose=False).predict(handle_file(str(field)), api_name="/analyze_field")
+    assert answer["summary"]["cells_found"] >= 1 and answer["model"]["revision"] == sha
     maps = Path(f"/proc/{pid}/maps").read_text()
     assert "onnxruntime" in maps and "libtorch" not in maps
 

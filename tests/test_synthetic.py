@@ -321,3 +321,19 @@ def test_cli_rejects_bad_numbers(tmp_path: Path) -> None:
         make_synthetic.main([str(tmp_path / "x"), "--per-type", "0"])
     assert exc.value.code == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scripts import make_synthetic
+
+    out = tmp_path / "fields"
+    argv = [str(out), "--fields", "1", "--field-size", "300x200", "--seed", "3"]
+    assert make_synthetic.main(argv) == 0
+    assert "Wrote 5 synthetic fields" in capsys.readouterr().err
+    for cell_type in CELL_TYPES:
+        with Image.open(_type_dir(out, cell_type) / "001.bmp") as im:
+            assert im.size == (300, 200)
+        assert not (_type_dir(out, cell_type) / "CROPPED").exists()
+    for bad in (["--fields", "0"], ["--fields", "1", "--field-size", "10x10"]):
+        with pytest.raises(SystemExit):
+            make_synthetic.main([str(tmp_path / "x"), *bad])

@@ -47,6 +47,7 @@ def test_predict_returns_the_documented_structure(client, served):
         "heatmap",
         "model",
         "disclaimer",
+        "field_hint",
     }
     assert details["label"] in ("Normal", "Abnormal")
     assert set(details["probabilities"]) == {"Normal", "Abnormal"}
@@ -189,12 +190,12 @@ def test_revision_must_be_a_full_sha():
             check_revision(bad)
 
 
-def test_api_lists_exactly_the_two_documented_endpoints(client):
+def test_api_lists_exactly_the_three_documented_endpoints(client):
     from cervix_hf.webapp import API_DISCLAIMER
 
     api = client.view_api(print_info=False, return_format="dict")
     endpoints = api["named_endpoints"]
-    assert set(endpoints) == {"/predict", "/predict_batch"}
+    assert set(endpoints) == {"/predict", "/predict_batch", "/analyze_field"}
     assert not api["unnamed_endpoints"]
 
     def names(endpoint, part, key):
@@ -204,20 +205,23 @@ def test_api_lists_exactly_the_two_documented_endpoints(client):
     assert names("/predict", "returns", "label") == ["prediction"]
     assert names("/predict_batch", "parameters", "parameter_name") == ["archive"]
     assert names("/predict_batch", "returns", "label") == ["Results", "CSV"]
+    assert names("/analyze_field", "parameters", "parameter_name") == ["field_image"]
+    assert names("/analyze_field", "returns", "label") == ["field"]
     shown = client.view_api(print_info=False, return_format="str")
     assert "-> prediction" in shown and "-> (results, csv)" in shown
     for endpoint in endpoints.values():
         assert API_DISCLAIMER in endpoint["description"]
 
 
-def test_mcp_schema_lists_both_tools_with_their_docstrings(served):
+def test_mcp_schema_lists_the_tools_with_their_docstrings(served):
     import httpx
 
     from cervix_hf.webapp import API_DISCLAIMER
 
     schema = httpx.get(served[0] + "gradio_api/mcp/schema", timeout=30).json()
     tools = {t["name"]: t for t in schema}
-    assert set(tools) == {"predict", "predict_batch"}
+    assert set(tools) == {"predict", "predict_batch", "analyze_field"}
+    assert "cells_found" in tools["analyze_field"]["description"]
     single, batch = tools["predict"], tools["predict_batch"]
     for tool in (single, batch):
         assert API_DISCLAIMER in tool["description"] and "Returns:" in tool["description"]

@@ -1,13 +1,14 @@
-"""The Gradio app: the page and API (``page``), what the endpoints compute (``handlers``),
-a batch's files one at a time (``uploads``) and the app's own temporary files (``files``)."""
+"""The Gradio app: the page and API (``page``), what the endpoints compute (``handlers``;
+whole fields: ``field``), a batch's files one at a time (``uploads``) and the app's own
+temporary files (``files``)."""
 
+from .common import API_DISCLAIMER, ServedModel
+from .field import FIELD_HEADERS, FieldPage, field_json, field_page
 from .files import AppFiles, csv_cell
 from .handlers import (
-    API_DISCLAIMER,
     BATCH_HEADERS,
     BatchResult,
     PageResult,
-    ServedModel,
     analysis_json,
     predict_api,
     predict_batch,
@@ -20,16 +21,20 @@ __all__ = [
     "API_DISCLAIMER",
     "BATCH_HEADERS",
     "DISCLAIMER",
+    "FIELD_HEADERS",
     "INTERNAL_ERROR",
     "AppFiles",
     "BatchLimits",
     "BatchResult",
+    "FieldPage",
     "PageResult",
     "ServedModel",
     "UploadEntry",
     "analysis_json",
     "build_app",
     "csv_cell",
+    "field_json",
+    "field_page",
     "guarded",
     "iter_entries",
     "launch_kwargs",

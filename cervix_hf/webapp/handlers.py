@@ -9,57 +9,35 @@ exceptions with messages that name the file, never a server path.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
 
 from ..analysis import CellAnalysis
-from ..config import CervixConfig
-from ..errors import ImageLoadError, RequestError
-from ..images import ImageInput
+from ..errors import ImageLoadError, LocatorError, RequestError
+from ..images import load_image
 from ..predictor.preprocess import Prepared
+from .common import API_DISCLAIMER, ServedModel, model_json, upload_path
+from .field import cells_in, create_locator, field_hint
 from .files import AppFiles
 from .uploads import BatchLimits, UploadEntry, iter_entries
 
+if TYPE_CHECKING:
+    from ..fields import CellLocator
+
 logger = logging.getLogger(__name__)
 
-API_DISCLAIMER = (
-    "Research demo, not a diagnostic device: the output is a probability, never medical advice."
-)
 BATCH_HEADERS = ["file", "p_abnormal", "decision", "unusual", "error"]
 BATCH_CHUNK = 8  # images analysed together (one backbone pass)
 
 
-class ServedModel(Protocol):
-    """What the app needs from a model (:class:`~cervix_hf.CervixClassifier` has it)."""
-
-    config: CervixConfig
-    source: dict[str, str | None]
-
-    @property
-    def has_cell_types(self) -> bool: ...
-
-    @property
-    def logit_name(self) -> str: ...
-
-    def prepare(self, image: ImageInput) -> Prepared: ...
-
-    def analyze_prepared(self, prepared: Sequence[Prepared]) -> list[CellAnalysis]: ...
-
-
-def upload_path(item: Any) -> str | None:
-    """Path of an upload as Gradio hands it over (a str path or an object with ``.name``)."""
-    if item is None:
-        return None
-    if isinstance(item, (str, os.PathLike)):
-        return str(item)
-    return getattr(item, "path", None) or getattr(item, "name", None)
-
-
-def analysis_json(model: ServedModel, r: CellAnalysis) -> dict[str, Any]:
-    """The structure ``/predict`` returns (documented in README)."""
+def analysis_json(
+    model: ServedModel, r: CellAnalysis, hint: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The structure ``/predict`` returns (documented in README); ``hint`` says when the
+    upload seems to hold several cells (:func:`cervix_hf.webapp.field.field_hint`)."""
     cfg = model.config
     return {
         "label": r.decision,
@@ -79,21 +57,17 @@ def analysis_json(model: ServedModel, r: CellAnalysis) -> dict[str, Any]:
             if r.contributions is not None
             else None
         ),
-        "model": {
-            "backbone": cfg.backbone,
-            "pretrained": cfg.pretrained,
-            "grouping": cfg.grouping,
-            "synthetic_training_data": cfg.synthetic_data,
-            # Hub models say repo and commit; a local directory's path is not published
-            "repo_id": model.source.get("repo_id"),
-            "revision": model.source.get("revision"),
-        },
+        "model": model_json(model),
+        "field_hint": hint,
         "disclaimer": API_DISCLAIMER,
     }
 
 
-def decision_markdown(model: ServedModel, r: CellAnalysis) -> str:
-    """The page's decision text: decision, threshold, heat-map scale, unusual-image warning."""
+def decision_markdown(
+    model: ServedModel, r: CellAnalysis, hint: dict[str, Any] | None = None
+) -> str:
+    """The page's decision text: decision, threshold, heat-map scale, unusual-image and
+    field warnings."""
     positive = model.config.positive_label
     lines = [
         f"### Decision: **{r.decision}**",
@@ -113,11 +87,13 @@ def decision_markdown(model: ServedModel, r: CellAnalysis) -> str:
             f"the model was trained on (score {r.novelty_score:.2f}, threshold 1.00). The "
             "prediction is not meaningful."
         )
+    if hint:
+        lines.append(f"\n> ⚠️ **Several cells.** {hint['message']}")
     return "\n".join(lines)
 
 
-def analyze_upload(model: ServedModel, upload: Any) -> CellAnalysis:
-    """One upload through the loader and one backbone pass.
+def analyze_upload(model: ServedModel, upload: Any) -> tuple[CellAnalysis, dict[str, Any] | None]:
+    """One upload through the loader and one backbone pass, and the field hint.
 
     Raises:
         RequestError: no file. ImageLoadError: not a readable image (named by its file name).
@@ -125,12 +101,14 @@ def analyze_upload(model: ServedModel, upload: Any) -> CellAnalysis:
     path = upload_path(upload)
     if not path:
         raise RequestError("No image given: upload a single-cell image (PNG, JPEG, TIFF or BMP).")
-    return model.analyze_prepared([model.prepare(path)])[0]
+    image = load_image(path)
+    hint = field_hint(cells_in(image, model))
+    return model.analyze_prepared([model.prepare(image)])[0], hint
 
 
 def predict_api(model: ServedModel, upload: Any) -> dict[str, Any]:
     """``/predict``: the numbers only (the heat map as its exact contribution grid)."""
-    return analysis_json(model, analyze_upload(model, upload))
+    return analysis_json(model, *analyze_upload(model, upload))
 
 
 @dataclass(frozen=True)
@@ -147,14 +125,14 @@ class PageResult:
 def predict_page(model: ServedModel, upload: Any, files: AppFiles) -> PageResult:
     """The page's single-image view: label, decision text, heat-map picture, cell types and
     the same dict as ``/predict``."""
-    r = analyze_upload(model, upload)
+    r, hint = analyze_upload(model, upload)
     heat = r.heatmap()
     return PageResult(
         probabilities=r.probabilities,
-        decision=decision_markdown(model, r),
+        decision=decision_markdown(model, r, hint),
         heatmap=files.save_png(heat) if heat is not None else None,
         cell_types=r.cell_types,
-        details=analysis_json(model, r),
+        details=analysis_json(model, r, hint),
     )
 
 
@@ -174,9 +152,16 @@ def _analyze_rows(model: ServedModel, pending: list[tuple[list[Any], Prepared]])
 
 
 def predict_batch(
-    model: ServedModel, uploads: Any, files: AppFiles, limits: BatchLimits | None = None
+    model: ServedModel,
+    uploads: Any,
+    files: AppFiles,
+    limits: BatchLimits | None = None,
+    locator: CellLocator | None = None,
 ) -> BatchResult:
     """``/predict_batch``: one row per image (a failing one gets its reason, not a crash).
+
+    An image that holds several cells (a field) gets one row per located cell, named
+    ``image#N`` after the cell's number in the Field tab.
 
     Raises:
         RequestError: no files given.
@@ -187,28 +172,28 @@ def predict_batch(
         raise RequestError("No files given: upload images or a zip of images.")
     rows: list[list[Any]] = []
     pending: list[tuple[list[Any], Prepared]] = []
+    files_seen = 0
     entries = iter_entries(paths, limits)
     for entry in entries:
-        if len(rows) >= limits.max_files:
-            rows.append(
-                [
-                    entry.name,
-                    None,
-                    None,
-                    None,
-                    f"not analysed: at most {limits.max_files} files per batch",
-                ]
-            )
+        if files_seen >= limits.max_files:
+            limit = f"not analysed: at most {limits.max_files} files per batch"
+            rows.append([entry.name, None, None, None, limit])
             break
+        files_seen += 1
         row: list[Any] = [entry.name, None, None, None, entry.error or ""]
         rows.append(row)
         if entry.error is not None:
             continue
-        prepared = _prepare(model, entry)
-        if isinstance(prepared, str):
-            row[4] = prepared
+        image = _read(entry, row)
+        if image is None:
             continue
-        pending.append((row, prepared))
+        if cells_in(image, model) >= 2:  # a field: each located cell gets its row
+            rows.remove(row)
+            locator = locator or create_locator(model)
+            rows += _field_rows(model, locator, entry, image)
+            continue
+        pending.append((row, model.prepare(image)))
+        del image  # only the crop is kept until its batch runs
         if len(pending) >= BATCH_CHUNK:
             _analyze_rows(model, pending)
     entries.close()  # closes an archive left open by the early stop
@@ -217,13 +202,32 @@ def predict_batch(
     return BatchResult(rows, files.save_csv(BATCH_HEADERS, rows, prefix="cervix-batch-"))
 
 
-def _prepare(model: ServedModel, entry: UploadEntry) -> Prepared | str:
-    """The entry read and transformed, or the reason it cannot be (named by the entry)."""
+def _read(entry: UploadEntry, row: list[Any]) -> Image.Image | None:
+    """The entry's image, or None with the reason in its row (named by the entry)."""
     assert entry.data is not None
     try:
-        return model.prepare(entry.data)
+        return load_image(entry.data)
     except ImageLoadError as exc:
-        return _without_name(str(exc), entry)
+        row[4] = _without_name(str(exc), entry)
+        return None
+
+
+def _field_rows(
+    model: ServedModel, locator: CellLocator, entry: UploadEntry, image: Image.Image
+) -> list[list[Any]]:
+    """One row per located cell of a field (or one row saying why it could not be)."""
+    from ..fields import analyze_field
+
+    try:
+        fa = analyze_field(model, image, locator)
+    except LocatorError as exc:
+        return [[entry.name, None, None, None, str(exc)]]
+    if not fa.cells:
+        return [[entry.name, None, None, None, "a field in which no cell was found"]]
+    return [
+        [f"{entry.name}#{c.id}", round(c.p_abnormal, 6), c.decision, c.analysis.unusual, ""]
+        for c in fa.cells
+    ]
 
 
 def _without_name(message: str, entry: UploadEntry) -> str:

@@ -5,10 +5,11 @@
 our message; anything unexpected is logged with its traceback on the server and the user gets
 a plain message (``show_error`` is off, so no library text or server path ever leaves).
 
-Programs call two named endpoints, ``/predict`` and ``/predict_batch``, documented by the
-docstrings of the functions behind them (:data:`PREDICT_DOC`, :data:`PREDICT_BATCH_DOC`):
-Gradio shows them on the API page and, when ``gradio[mcp]`` is installed, serves both as MCP
-tools of the same names (:func:`launch_kwargs` turns the MCP server on).
+Programs call three named endpoints, ``/predict``, ``/predict_batch`` and ``/analyze_field``,
+documented by the docstrings of the functions behind them (:data:`PREDICT_DOC`,
+:data:`PREDICT_BATCH_DOC`, :data:`ANALYZE_FIELD_DOC`): Gradio shows them on the API page and,
+when ``gradio[mcp]`` is installed, serves them as MCP tools of the same names
+(:func:`launch_kwargs` turns the MCP server on).
 """
 
 from __future__ import annotations
@@ -26,14 +27,11 @@ import gradio as gr
 from ..errors import CervixError
 from ..images import MAX_FILE_BYTES
 from ..serving import ModelInfo
+from .common import API_DISCLAIMER, ServedModel
+from .field import FIELD_HEADERS, create_locator, field_json, field_page
+from .field import analyze as locate_and_classify
 from .files import MAX_AGE_SECONDS, AppFiles
-from .handlers import (
-    API_DISCLAIMER,
-    BATCH_HEADERS,
-    ServedModel,
-    predict_api,
-    predict_page,
-)
+from .handlers import BATCH_HEADERS, predict_api, predict_page
 from .handlers import predict_batch as analyze_batch
 
 logger = logging.getLogger(__name__)
@@ -65,6 +63,7 @@ Returns:
     novelty_score, cell_types (probability per cell type, or null), logit
     heatmap (contributions: the exact contribution of each location of the input crop to the logit)
     model (backbone, pretrained, grouping, synthetic_training_data, repo_id, revision), disclaimer
+    field_hint (null, or cells_found and a message when the image seems to hold several cells)
 """
 PREDICT_BATCH_DOC = f"""Classify every image in a zip archive, in one call. {API_DISCLAIMER}
 
@@ -75,6 +74,17 @@ Returns:
     results: a table with one row per image and columns file, p_abnormal, decision, unusual
     error (why an image could not be analysed; the other rows are analysed all the same)
     csv: the same table as a CSV file
+"""
+ANALYZE_FIELD_DOC = f"""Find every cell in a field of view and classify each one. {API_DISCLAIMER}
+
+Args:
+    field_image: one image of a Pap-smear field of view holding several cells (PNG, JPEG, TIFF).
+
+Returns:
+    one dict with summary (cells_found, cells_flagged, highest_risk, locator and classify seconds)
+    cells: one entry per located cell, highest risk first: id, box, p_abnormal, decision, flagged
+    cell_type, cell_types, unusual, novelty_score, outline and nucleus_outline (field pixels)
+    field (width, height), locator (its parameters), model, caveat, disclaimer
 """
 
 
@@ -132,6 +142,7 @@ def build_app(
             deleted when the process exits; close it yourself to delete it sooner).
     """
     files = files or AppFiles()
+    locator = create_locator(model)
 
     @guarded
     def show(image_file: Any) -> tuple[Any, ...]:
@@ -148,14 +159,25 @@ def build_app(
     @guarded
     @documented(PREDICT_BATCH_DOC)
     def predict_batch(archive: Any) -> tuple[list[list[Any]], str]:
-        result = analyze_batch(model, [archive] if archive else [], files)
+        result = analyze_batch(model, [archive] if archive else [], files, locator=locator)
         return result.rows, result.csv_path
 
     @guarded
     def show_batch(image_files: Any) -> tuple[list[list[Any]], str]:
         """The page's batch: any number of images and zips."""
-        result = analyze_batch(model, image_files, files)
+        result = analyze_batch(model, image_files, files, locator=locator)
         return result.rows, result.csv_path
+
+    @guarded
+    @documented(ANALYZE_FIELD_DOC)
+    def analyze_field(field_image: Any) -> dict[str, Any]:
+        return field_json(model, locate_and_classify(model, locator, field_image))
+
+    @guarded
+    def show_field(field_image: Any) -> tuple[Any, ...]:
+        """The Field tab: outlined field, summary, table, CSV and the API's JSON."""
+        r = field_page(model, locator, field_image, files)
+        return r.overlay, r.summary, r.rows, r.csv_path, r.details
 
     has_types = model.has_cell_types
     with gr.Blocks(
@@ -245,6 +267,51 @@ def build_app(
                 inputs=archive,
                 outputs=[table, csv_out],
                 api_name="predict_batch",
+                concurrency_limit=CONCURRENCY_LIMIT,
+                concurrency_id="backbone",
+            )
+        with gr.Tab("Field"):
+            gr.Markdown(
+                "A field of view with several cells: each cell is located, cut out as "
+                "SIPaKMeD's single-cell crops are, and classified; the table lists them by "
+                "risk."
+            )
+            with gr.Row():
+                with gr.Column():
+                    field_upload = gr.File(
+                        label="Field of view (PNG, JPEG, TIFF, BMP)",
+                        file_count="single",
+                        file_types=["image"],
+                        type="filepath",
+                    )
+                    run_field = gr.Button("Find and classify the cells", variant="primary")
+                    field_summary = gr.Markdown()
+                with gr.Column():
+                    field_picture = gr.Image(
+                        type="filepath",
+                        label="Located cells, outlined by P(Abnormal): blue low, red high",
+                        interactive=False,
+                    )
+            field_table = gr.Dataframe(
+                headers=FIELD_HEADERS, label="Cells, highest risk first", interactive=False
+            )
+            field_csv = gr.File(label="CSV")
+            field_details = gr.JSON(label="Details (as returned by the API)")
+            run_field.click(
+                show_field,
+                inputs=field_upload,
+                outputs=[field_picture, field_summary, field_table, field_csv, field_details],
+                api_visibility="private",  # programs call /analyze_field
+                concurrency_limit=CONCURRENCY_LIMIT,
+                concurrency_id="backbone",
+            )
+            field_result = gr.JSON(visible=False, label="field")
+            gr.on(
+                triggers=[],
+                fn=analyze_field,
+                inputs=field_upload,
+                outputs=field_result,
+                api_name="analyze_field",
                 concurrency_limit=CONCURRENCY_LIMIT,
                 concurrency_id="backbone",
             )
