@@ -264,6 +264,7 @@ def render_model_card(
     external: Sequence[ExternalReport] = (),
     head_sha256: str | None = None,
     revision: str | None = None,
+    locator: dict[str, Any] | None = None,
 ) -> str:
     """Render the card: YAML metadata (with ``model-index``) and the sections.
 
@@ -275,6 +276,8 @@ def render_model_card(
         revision: the commit holding the model's files, pinned in the reuse snippet (a card
             cannot name the commit that adds it: :func:`cervix_hf.modeling.publish_directory`
             pushes the files, then the card that pins them).
+        locator: the model directory's locator evaluation
+            (:func:`cervix_hf.fields.evaluate.load_locator_evaluation`), if any.
     """
     metrics = config.metrics
     report = report_from_metrics(metrics)
@@ -341,6 +344,7 @@ def render_model_card(
         e=fmt_estimate,
         spread=fmt_spread,
         reuse_snippet=reuse_snippet(repo_id, revision, config),
+        locator=locator,
         data_config_text=", ".join(f"{k}={v}" for k, v in config.data_config.items()),
         precision_text=(
             config.precision.card_sentence(config.positive_label)
@@ -393,18 +397,24 @@ def write_card(
     config: CervixConfig,
     repo_id: str | None = None,
     revision: str | None = None,
+    *,
+    keep_revision: bool = True,
 ) -> Path:
-    """Re-render ``README.md`` in a model directory with its external validation reports.
+    """Render ``README.md`` in a model directory with what the directory holds beside the
+    model: external validation reports and a locator evaluation.
 
-    Without ``repo_id`` (``revision``), the id (the pinned commit) in the current card's
-    snippets is kept.
+    Without ``repo_id``, the id in the current card's snippets is kept; without ``revision``
+    the commit the current card pins is kept, unless ``keep_revision`` is False (the model's
+    files changed: the old commit no longer holds them).
     """
+    from .fields.evaluate import load_locator_evaluation
+
     model_dir = Path(model_dir)
     path = model_dir / CARD_NAME
     current = path.read_text() if path.is_file() else ""
     if repo_id is None:
         repo_id = repo_id_from_card(current)
-    if revision is None:
+    if revision is None and keep_revision:
         revision = revision_from_card(current)
     head = model_dir / config.head
     text = render_model_card(
@@ -413,6 +423,7 @@ def write_card(
         external=load_external(model_dir),
         head_sha256=file_sha256(head) if head.is_file() else None,
         revision=revision,
+        locator=load_locator_evaluation(model_dir),
     )
     path.write_text(text)
     return path

@@ -201,7 +201,7 @@ class CervixClassifier:
             model_card: also render ``README.md`` from the card template.
             repo_id: the Hub id to show in the card's usage snippet.
         """
-        from .card import render_model_card
+        from .card import PLACEHOLDER_REPO, write_card
 
         cfg = self.config
         if cfg.backbone_onnx is None or cfg.backbone_onnx.sha256 != self.backbone.sha256:
@@ -224,10 +224,8 @@ class CervixClassifier:
             from .plots import write_plots
 
             write_plots(cfg.metrics, out, labels=cfg.labels)
-        if model_card:
-            (out / "README.md").write_text(
-                render_model_card(cfg, repo_id=repo_id or "<user>/<repo>")
-            )
+        if model_card:  # with the reports the directory holds; files changed: unpinned
+            write_card(out, cfg, repo_id=repo_id or PLACEHOLDER_REPO, keep_revision=False)
         logger.info("Saved model to %s", out)
         return out
 

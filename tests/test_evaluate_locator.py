@@ -21,7 +21,10 @@ def fields_tree(tmp_path_factory: pytest.TempPathFactory):
 
 def test_table_and_json_with_a_model(fields_tree, trained_model_dir, tmp_path, capsys):
     out = tmp_path / "report.json"
-    argv = ["--fields", str(fields_tree), "--model", str(trained_model_dir), "--json", str(out)]
+    import shutil
+
+    model = shutil.copytree(trained_model_dir, tmp_path / "model")  # the run writes into it
+    argv = ["--fields", str(fields_tree), "--model", str(model), "--json", str(out)]
     assert evaluate_locator.main([*argv, "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "Detection at IoU >= 0.5 (5 fields" in text
@@ -63,3 +66,20 @@ def test_bad_inputs_exit_2_with_a_message(fields_tree, tmp_path, caplog):
     assert "cannot read locator parameters" in caplog.text and "Traceback" not in caplog.text
     with pytest.raises(SystemExit):
         evaluate_locator.main(["--fields", str(tmp_path), "--iou", "1.5"])
+
+
+def test_a_local_models_card_shows_its_locator_evaluation(tmp_path, trained_model_dir):
+    import shutil
+
+    from cervix_hf.synthetic import write_raw_fields
+
+    model = shutil.copytree(trained_model_dir, tmp_path / "model")
+    assert "has not been measured for this\nmodel" in (model / "README.md").read_text()
+    fields = tmp_path / "fields"
+    write_raw_fields(fields, per_type=1, seed=2)
+    argv = ["--fields", str(fields), "--model", str(model), "--no-progress"]
+    assert evaluate_locator.main(argv) == 0
+    card = (model / "README.md").read_text()
+    assert "Measured with `scripts/evaluate_locator.py` on `fields`" in card
+    assert "SYNTHETIC generated fields" in card and "| all |" in card
+    assert (model / "locator_evaluation.json").is_file()

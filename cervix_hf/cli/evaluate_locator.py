@@ -47,25 +47,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def load_records(source: str, revision: str | None = None) -> list:
-    """The annotated fields of a raw tree, a saved fields dataset or a Hub dataset id."""
-    from cervix_hf.sipakmed import fields_from_dataset, find_fields
+def load_records(source: str, revision: str | None = None) -> tuple[list, bool]:
+    """The annotated fields of a raw tree, a saved fields dataset or a Hub dataset id, and
+    whether they are generated (SYNTHETIC) rather than medical images."""
+    from cervix_hf.sipakmed import SYNTHETIC_MARKER, fields_from_dataset, find_fields
 
     path = Path(source)
     if path.is_dir() and not (path / "dataset_info.json").exists():
-        return find_fields(path)
+        return find_fields(path), (path / SYNTHETIC_MARKER).exists()
     import datasets
 
     if path.is_dir():
-        return fields_from_dataset(datasets.load_from_disk(str(path)))
-    try:
-        ds = datasets.load_dataset(source, revision=revision, split="train")
-    except Exception as exc:  # datasets raises many types for a missing or unreachable repo
-        raise CervixError(
-            f"{source}: not a folder here, and not a dataset that can be loaded "
-            f"({type(exc).__name__}). Point --fields at a raw tree or a saved fields dataset."
-        ) from None
-    return fields_from_dataset(ds)
+        ds = datasets.load_from_disk(str(path))
+    else:
+        try:
+            ds = datasets.load_dataset(source, revision=revision, split="train")
+        except Exception as exc:  # datasets raises many types for a missing or unreachable repo
+            raise CervixError(
+                f"{source}: not a folder here, and not a dataset that can be loaded "
+                f"({type(exc).__name__}). Point --fields at a raw tree or a saved fields dataset."
+            ) from None
+    synthetic = (getattr(ds.info, "description", "") or "").startswith("SYNTHETIC")
+    return fields_from_dataset(ds), synthetic
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         from cervix_hf.fields.evaluate import evaluate_locator
         from cervix_hf.sipakmed import crop_margins
 
-        records = load_records(args.fields, args.revision)[: args.limit]
+        records, synthetic = load_records(args.fields, args.revision)
+        records = records[: args.limit]
         model = None
         grouping = "clinical"
         recorded = None
@@ -117,6 +121,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
             logger.info("Wrote %s", args.json)
+        if args.model and Path(args.model).is_dir():  # the model's card shows the result
+            from cervix_hf.card import write_card
+            from cervix_hf.fields.evaluate import save_locator_evaluation
+
+            path = save_locator_evaluation(
+                args.model,
+                report,
+                fields=args.fields if not Path(args.fields).exists() else Path(args.fields).name,
+                revision=args.revision,
+                synthetic=synthetic,
+            )
+            write_card(args.model, model.config)
+            logger.info("Wrote %s and re-rendered the model card", path)
         return 0
 
     return run(body)

@@ -22,9 +22,11 @@ it saves nothing. Definitions:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -338,3 +340,40 @@ def _ratio(a: float, b: float) -> float | None:
 
 def _f(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+#: File in a model directory holding its latest locator evaluation (shown in its card).
+LOCATOR_EVALUATION_NAME = "locator_evaluation.json"
+
+
+def save_locator_evaluation(
+    model_dir: str | Path,
+    report: LocatorReport,
+    *,
+    fields: str,
+    revision: str | None,
+    synthetic: bool,
+) -> Path:
+    """Write a locator evaluation into a model directory (the card reads it back)."""
+    path = Path(model_dir) / LOCATOR_EVALUATION_NAME
+    payload = {
+        "fields": fields,
+        "revision": revision,
+        "synthetic": synthetic,
+        "table": report.table(),
+        "report": report.to_dict(),
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def load_locator_evaluation(model_dir: str | Path) -> dict[str, Any] | None:
+    """The locator evaluation saved in a model directory, or None (missing or unreadable)."""
+    path = Path(model_dir) / LOCATOR_EVALUATION_NAME
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.loads(fh.read(1_000_000))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    ok = isinstance(data, dict) and isinstance(data.get("table"), str)
+    return data if ok else None
