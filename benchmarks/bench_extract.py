@@ -14,9 +14,10 @@ Alternating, rep after rep, on the same generated cell images (BMP files, decode
   (b16) torch bf16 autocast channels_last (batch 16), only where the CPU has bf16 hardware
       (AVX512-BF16 or AMX-BF16);
   (o) ONNX Runtime fp32, one batch of 8 per core side by side;
-  (c) our extractor as shipped for training features: ``precision="auto"``, the engine and
-      precision the probe picks, measured afresh at the start of this run (its log line is
-      printed), writing its cache entry;
+  (c) our extractor with ``--precision auto``: the engine and precision the probe picks,
+      measured afresh at the start of this run (its log line is printed), writing its cache
+      entry. train.py's default is ``--precision fp32`` (the serving precision), the engine
+      by measurement: the faster of (b) and (o), which the log names;
   (d) an fp32 GEMM peak probe, 2048^3: the best of torch.mm and ONNX Runtime's MatMul on
       the same threads, and of one single-threaded ORT MatMul per thread side by side (MKL's
       sgemm is not the fastest on AMD CPUs);
@@ -245,6 +246,14 @@ def throughput(args: argparse.Namespace, work: Path, cache: Path) -> dict:
     )
     os.environ["CERVIX_HF_ENGINE_PROBE"] = "1"
     log(f"auto picked: {ours.plan.choice.summary()}")
+    # train.py's and extract.py's default: the serving precision, the engine by measurement
+    default = create_backbone(
+        BACKBONE, pretrained=False, device="cpu", precision="fp32", cache_dir=cache
+    )
+    log(
+        f"train.py default (--precision fp32) picked: {default.engine} fp32, the "
+        f"({'o' if default.engine == 'onnx' else 'b'}) row below"
+    )
     others = candidate_backbones(ours)
     seed = SeedRecipe()
     gflop = flops_per_image(ours.model, lambda m, x: m.forward_features(x)) / 1e9

@@ -79,8 +79,8 @@ def test_backbone_flags(name):
 @pytest.mark.parametrize("name", ["train", "extract"])
 def test_precision_flag_where_training_features_are_computed(name):
     required = ["--dataset", "d"] + (["--out", "o"] if name == "train" else [])
-    assert _script(name).parse_args(required).precision == "auto"
-    assert _script(name).parse_args([*required, "--precision", "fp32"]).precision == "fp32"
+    assert _script(name).parse_args(required).precision == "fp32"  # the serving precision
+    assert _script(name).parse_args([*required, "--precision", "auto"]).precision == "auto"
     with pytest.raises(SystemExit):
         _script(name).parse_args([*required, "--precision", "int8"])
     # evaluate recomputes a saved model's features at the precision the model records

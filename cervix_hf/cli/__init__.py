@@ -175,10 +175,11 @@ def add_runtime_args(group: argparse._ArgumentGroup, *, precision: bool = False)
         group.add_argument(
             "--precision",
             choices=PRECISIONS,
-            default="auto",
-            help="feature precision: auto = bf16 where the hardware has it and it measures "
-            "faster (the saved model records it and how well fp32 serving reproduces it), "
-            "else fp32 (default: auto)",
+            default="fp32",
+            help="feature precision (default: fp32, what the saved model serves with, so the "
+            "head is fitted and evaluated on the served features); auto = bf16 where the "
+            "hardware has it and it measures faster: quicker, but the served model then "
+            "differs from the evaluated one (recorded in config.json and the card)",
         )
     group.add_argument(
         "--cache-dir", help="feature cache root (default: $CERVIX_HF_CACHE or ~/.cache/cervix_hf)"
