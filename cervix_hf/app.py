@@ -75,12 +75,13 @@ def main(argv: list[str] | None = None, *, require_model: bool = False) -> int:
     """
     args = parse_args(argv)
     setup_logging()
-    from .serving import check_source, load_served_model
+    from .serving import ModelLoader
 
     try:
         if require_model and not args.model:
             raise ModelLoadError(NO_MODEL)
-        check_source(args.model, args.revision, args.allow_unpinned)  # before anything loads
+        # checks the source at once, then loads the backbone while Gradio is imported
+        loader = ModelLoader(args.model, args.revision, allow_unpinned=args.allow_unpinned)
     except CervixError as exc:
         logger.error("Cannot start: %s", exc)
         return 2
@@ -88,9 +89,7 @@ def main(argv: list[str] | None = None, *, require_model: bool = False) -> int:
 
     files = AppFiles()
     try:
-        model, info = load_served_model(
-            args.model, args.revision, allow_unpinned=args.allow_unpinned
-        )
+        model, info = loader.result()
         with tempfile.TemporaryDirectory(prefix="cervix-examples-") as examples_dir:
             app = build_app(model, info, examples=write_examples(examples_dir), files=files)
             app.launch(**launch_kwargs(args.host, args.port))

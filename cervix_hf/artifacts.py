@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Types a head file may hold beyond those skops trusts by default (scikit-learn's own
-# estimators, numpy arrays, builtins). Anything else is refused at load.
+# Types a head file may hold beyond those skops trusts by default (the estimators of
+# head_estimators, numpy arrays, builtins). Anything else is refused at load.
 EXTRA_TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
@@ -57,10 +57,58 @@ def _without_torch_adapter() -> Iterator[None]:
                 del sys.modules[name]
 
 
+def head_estimators() -> list[tuple[str, type]]:
+    """The scikit-learn estimators a cervix_hf model file may hold, as ``all_estimators``
+    lists them: the heads (scaler, logistic regression, their calibration), the unusual-image
+    detector (normalisers in a column transformer, nearest neighbours) and their pipelines."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.compose import ColumnTransformer
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import NearestNeighbors
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import Normalizer, StandardScaler
+
+    classes = (
+        CalibratedClassifierCV,
+        ColumnTransformer,
+        IsotonicRegression,
+        LogisticRegression,
+        NearestNeighbors,
+        Normalizer,
+        Pipeline,
+        StandardScaler,
+    )
+    return [(c.__name__, c) for c in classes]
+
+
+@contextlib.contextmanager
+def _only_head_estimators_trusted() -> Iterator[None]:
+    """Let skops build its default trusted list from :func:`head_estimators` alone.
+
+    skops trusts every scikit-learn estimator by default, a list it builds when imported by
+    importing all of scikit-learn (0.3-0.4 s more than a model needs, measured at app start).
+    A cervix_hf model holds only the estimators of :func:`head_estimators`, so skops is given
+    those: a stricter default (any other estimator in a file is refused, see
+    :func:`load_skops`) and a faster start. Were a skops release to build its list another
+    way, its broader default would apply, as before.
+    """
+    import sklearn.utils
+
+    original = sklearn.utils.all_estimators
+    sklearn.utils.all_estimators = lambda type_filter=None: head_estimators()
+    try:
+        yield
+    finally:
+        sklearn.utils.all_estimators = original
+
+
 def skops_io() -> Any:
-    """``skops.io``, imported without torch (see :func:`_without_torch_adapter`)."""
+    """``skops.io``, imported without torch and trusting only the estimators a cervix_hf
+    model holds (see :func:`_without_torch_adapter`, :func:`_only_head_estimators_trusted`).
+    """
     if "skops.io" not in sys.modules:
-        with _without_torch_adapter():
+        with _without_torch_adapter(), _only_head_estimators_trusted():
             import skops.io  # noqa: F401
     return sys.modules["skops.io"]
 

@@ -21,6 +21,7 @@ from .errors import ModelLoadError
 
 if TYPE_CHECKING:
     from .modeling import CervixClassifier
+    from .predictor.onnx_backbone import OnnxBackbone
 
 logger = logging.getLogger(__name__)
 
@@ -59,17 +60,55 @@ def _build_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _load(out: Path, warm_up: bool = False) -> CervixClassifier | None:
+def _load(
+    out: Path, warm_up: bool = False, backbone: OnnxBackbone | None = None
+) -> CervixClassifier | None:
     """The cached demo model, or None (missing; a stale one is rebuilt, with a warning)."""
     if not (out / "config.json").exists():
         return None
     from .modeling import CervixClassifier
 
     try:
-        return CervixClassifier.from_pretrained(out, warm_up=warm_up)
+        return CervixClassifier.from_pretrained(out, warm_up=warm_up, backbone=backbone)
     except ModelLoadError as exc:
         logger.warning("Rebuilding the cached demo model (%s)", exc)
         return None
+
+
+def _build(out: Path, backbone: str, per_type: int) -> None:
+    """Build into ``out`` in a child process (the caller holds the build lock)."""
+    logger.info("Building the offline demo model (first start only) into %s", out)
+    cmd = [sys.executable, "-m", "cervix_hf.demo_build", str(out)]
+    cmd += ["--backbone", backbone, "--per-type", str(per_type)]
+    # the child imports this same cervix_hf, wherever it was imported from
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    done = subprocess.run(cmd, check=False, env=env)
+    if done.returncode != 0:
+        raise ModelLoadError(
+            f"Building the demo model failed (exit code {done.returncode}; its log is "
+            "above). Set CERVIX_MODEL to a trained model instead."
+        )
+
+
+def build_demo_model(
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    backbone: str = DEFAULT_DEMO_BACKBONE,
+    per_type: int = DEMO_PER_TYPE,
+) -> Path:
+    """The demo model's directory, built first (in a child process with torch) if it holds
+    no model yet; it is not loaded (:func:`load_demo_model` checks and loads it).
+
+    Raises:
+        ModelLoadError: the build failed (its log is above).
+    """
+    out = demo_model_dir(cache_dir)
+    with _build_lock(out.with_name("demo-model.lock")):
+        if not (out / "config.json").exists():  # not built by another process meanwhile
+            _build(out, backbone, per_type)
+    return out
 
 
 def load_demo_model(
@@ -78,34 +117,25 @@ def load_demo_model(
     backbone: str = DEFAULT_DEMO_BACKBONE,
     per_type: int = DEMO_PER_TYPE,
     warm_up: bool = False,
+    loaded_backbone: OnnxBackbone | None = None,
 ) -> CervixClassifier:
-    """The cached demo model, built first (in a child process with torch) if needed.
+    """The cached demo model, built first (in a child process with torch) if needed; a
+    cached one that no longer loads is rebuilt, with a warning.
+
+    ``loaded_backbone``: its backbone, loaded ahead (see :class:`cervix_hf.serving.ModelLoader`).
 
     Raises:
         ModelLoadError: the build failed (its log is above).
     """
     out = demo_model_dir(cache_dir)
-    model = _load(out, warm_up)
+    model = _load(out, warm_up, loaded_backbone)
     if model is not None:
         return model
     with _build_lock(out.with_name("demo-model.lock")):
         model = _load(out, warm_up)  # another process may have built it while we waited
-        if model is not None:
-            return model
-        logger.info("Building the offline demo model (first start only) into %s", out)
-        cmd = [sys.executable, "-m", "cervix_hf.demo_build", str(out)]
-        cmd += ["--backbone", backbone, "--per-type", str(per_type)]
-        # the child imports this same cervix_hf, wherever it was imported from
-        root = str(Path(__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-        done = subprocess.run(cmd, check=False, env=env)
-        if done.returncode != 0:
-            raise ModelLoadError(
-                f"Building the demo model failed (exit code {done.returncode}; its log is "
-                "above). Set CERVIX_MODEL to a trained model instead."
-            )
-        model = _load(out, warm_up)
+        if model is None:
+            _build(out, backbone, per_type)
+            model = _load(out, warm_up)
     if model is None:
         raise ModelLoadError(f"The demo model built into {out} does not load; see the log above.")
     return model

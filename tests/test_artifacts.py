@@ -98,3 +98,35 @@ def test_loading_skops_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_fresh_process_trusts_only_the_estimators_a_model_holds(tmp_path, trained_model_dir):
+    import subprocess
+    import sys
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    from cervix_hf.evaluation.cv import fit_calibrated_head
+
+    x, y, groups = separable(n=120)
+    for method in ("sigmoid", "isotonic"):
+        head = fit_calibrated_head(x, y, groups, c=0.1, method=method, n_splits=3)
+        save_skops(head, tmp_path / f"{method}.skops")
+    forest = Pipeline([("clf", RandomForestClassifier(n_estimators=2, random_state=0))])
+    sio.dump(forest.fit(x, y), tmp_path / "forest.skops")
+    code = (
+        "import sys; from cervix_hf.artifacts import load_skops; "
+        "from cervix_hf.errors import UntrustedHeadError\n"
+        f"for name in ('sigmoid', 'isotonic'): load_skops({str(tmp_path)!r} + f'/{{name}}.skops')\n"
+        f"for name in ('head', 'cell_type_head', 'novelty'): "
+        f"load_skops({str(trained_model_dir)!r} + f'/{{name}}.skops')\n"
+        "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))\n"
+        "try:\n"
+        f"    load_skops({str(tmp_path / 'forest.skops')!r})\n"
+        "except UntrustedHeadError as exc:\n"
+        "    print('refused', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "[]"  # loading a model imported no torch
+    assert lines[1].startswith("refused") and "RandomForestClassifier" in lines[1]
