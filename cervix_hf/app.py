@@ -75,13 +75,12 @@ def main(argv: list[str] | None = None, *, require_model: bool = False) -> int:
     """
     args = parse_args(argv)
     setup_logging()
-    from .serving import ModelLoader
+    from .serving import check_source, load_served_model
 
     try:
         if require_model and not args.model:
             raise ModelLoadError(NO_MODEL)
-        # checks the source at once, then loads the backbone while Gradio is imported
-        loader = ModelLoader(args.model, args.revision, allow_unpinned=args.allow_unpinned)
+        check_source(args.model, args.revision, args.allow_unpinned)  # before anything loads
     except CervixError as exc:
         logger.error("Cannot start: %s", exc)
         return 2
@@ -89,7 +88,9 @@ def main(argv: list[str] | None = None, *, require_model: bool = False) -> int:
 
     files = AppFiles()
     try:
-        model, info = loader.result()
+        model, info = load_served_model(
+            args.model, args.revision, allow_unpinned=args.allow_unpinned
+        )
         with tempfile.TemporaryDirectory(prefix="cervix-examples-") as examples_dir:
             app = build_app(model, info, examples=write_examples(examples_dir), files=files)
             app.launch(**launch_kwargs(args.host, args.port))

@@ -21,7 +21,6 @@ from .errors import ModelLoadError
 
 if TYPE_CHECKING:
     from .modeling import CervixClassifier
-    from .predictor.onnx_backbone import OnnxBackbone
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +59,14 @@ def _build_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _load(
-    out: Path, warm_up: bool = False, backbone: OnnxBackbone | None = None
-) -> CervixClassifier | None:
+def _load(out: Path, warm_up: bool = False) -> CervixClassifier | None:
     """The cached demo model, or None (missing; a stale one is rebuilt, with a warning)."""
     if not (out / "config.json").exists():
         return None
     from .modeling import CervixClassifier
 
     try:
-        return CervixClassifier.from_pretrained(out, warm_up=warm_up, backbone=backbone)
+        return CervixClassifier.from_pretrained(out, warm_up=warm_up)
     except ModelLoadError as exc:
         logger.warning("Rebuilding the cached demo model (%s)", exc)
         return None
@@ -92,43 +89,21 @@ def _build(out: Path, backbone: str, per_type: int) -> None:
         )
 
 
-def build_demo_model(
-    cache_dir: str | os.PathLike | None = None,
-    *,
-    backbone: str = DEFAULT_DEMO_BACKBONE,
-    per_type: int = DEMO_PER_TYPE,
-) -> Path:
-    """The demo model's directory, built first (in a child process with torch) if it holds
-    no model yet; it is not loaded (:func:`load_demo_model` checks and loads it).
-
-    Raises:
-        ModelLoadError: the build failed (its log is above).
-    """
-    out = demo_model_dir(cache_dir)
-    with _build_lock(out.with_name("demo-model.lock")):
-        if not (out / "config.json").exists():  # not built by another process meanwhile
-            _build(out, backbone, per_type)
-    return out
-
-
 def load_demo_model(
     cache_dir: str | os.PathLike | None = None,
     *,
     backbone: str = DEFAULT_DEMO_BACKBONE,
     per_type: int = DEMO_PER_TYPE,
     warm_up: bool = False,
-    loaded_backbone: OnnxBackbone | None = None,
 ) -> CervixClassifier:
     """The cached demo model, built first (in a child process with torch) if needed; a
     cached one that no longer loads is rebuilt, with a warning.
-
-    ``loaded_backbone``: its backbone, loaded ahead (see :class:`cervix_hf.serving.ModelLoader`).
 
     Raises:
         ModelLoadError: the build failed (its log is above).
     """
     out = demo_model_dir(cache_dir)
-    model = _load(out, warm_up, loaded_backbone)
+    model = _load(out, warm_up)
     if model is not None:
         return model
     with _build_lock(out.with_name("demo-model.lock")):

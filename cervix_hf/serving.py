@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import CervixError, ModelLoadError
-from .predictor.onnx_backbone import OnnxBackbone
+from .errors import ModelLoadError
 
 if TYPE_CHECKING:
     from .modeling import CervixClassifier
@@ -92,12 +90,10 @@ def load_served_model(
     *,
     allow_unpinned: bool = False,
     cache_dir: str | None = None,
-    backbone: OnnxBackbone | None = None,
 ) -> tuple[CervixClassifier, ModelInfo]:
     """The model to serve: a Hub repo or local directory, else the offline demo model.
 
     The demo model is built once (in a child process that has torch) and cached.
-    ``backbone``: the model's backbone loaded already (see :class:`ModelLoader`).
 
     Raises:
         ModelLoadError / HubError: with what to set, when a configured model cannot be loaded.
@@ -108,11 +104,9 @@ def load_served_model(
     if not model:
         from .demo import load_demo_model
 
-        clf = load_demo_model(cache_dir, warm_up=True, loaded_backbone=backbone)
+        clf = load_demo_model(cache_dir, warm_up=True)
         return clf, ModelInfo(source="offline demo model", demo=True, notes=[DEMO_NOTE])
-    clf = CervixClassifier.from_pretrained(
-        model, revision=check_revision(revision), warm_up=True, backbone=backbone
-    )
+    clf = CervixClassifier.from_pretrained(model, revision=check_revision(revision), warm_up=True)
     info = ModelInfo(source=model, revision=clf.source.get("revision"))
     if not Path(model).is_dir() and revision is None:
         logger.warning("Serving %s unpinned (--allow-unpinned): %s", model, UNPINNED_NOTE)
@@ -122,90 +116,3 @@ def load_served_model(
     if clf.config.synthetic_data:
         info.notes.append("This model was trained on synthetic cells, not medical data.")
     return clf, info
-
-
-def _preload_backbone(
-    model: str | None, revision: str | None, cache_dir: str | None
-) -> OnnxBackbone | None:
-    """The served model's backbone, loaded ahead (see :class:`ModelLoader`); None where the
-    model cannot be preloaded this way (an older model, a build or download that fails: the
-    full load then runs, and reports any error)."""
-    from . import hub
-    from .config import CONFIG_NAME, CervixConfig
-    from .demo import build_demo_model, demo_model_dir
-
-    try:
-        if not model:
-            directory = demo_model_dir(cache_dir)
-            if not (directory / CONFIG_NAME).is_file():
-                build_demo_model(cache_dir)
-            files = directory.joinpath
-        elif Path(model).is_dir():
-            files = Path(model).joinpath
-        else:
-            config_path = hub.download_file(model, CONFIG_NAME, revision)
-            commit = hub.commit_of(config_path, revision)
-
-            def files(name: str) -> Path:
-                return hub.download_file(model, name, commit)
-
-        config = CervixConfig.from_json(files(CONFIG_NAME))
-        if config.backbone_onnx is None:
-            return None
-        return OnnxBackbone.load(
-            files(config.backbone_onnx.file),
-            sha256=config.backbone_onnx.sha256,
-            name=config.backbone,
-            data_config=config.data_config,
-            feature_dim=config.feature_dim,
-            label=config.backbone_onnx.file,
-            warm_up=True,
-        )
-    except CervixError:
-        logger.debug("The backbone was not preloaded; the full load will say why", exc_info=True)
-        return None
-
-
-class ModelLoader:
-    """The served model, loaded in two steps so that the app imports Gradio meanwhile.
-
-    Created first, it starts a thread for the part of the load that runs outside the GIL:
-    finding the model's files (a download, or building the demo model in a child process),
-    hashing ``backbone.onnx``, building the ONNX Runtime session and a warm-up run. Gradio's
-    import in the main thread is Python and needs the GIL, so the two overlap (threads doing
-    Python imports on both sides were measured slower than one after the other).
-    :meth:`result` then reads the heads and returns what :func:`load_served_model` returns.
-
-    Raises:
-        ModelLoadError: for a source or revision :func:`check_source` refuses, at once.
-    """
-
-    def __init__(
-        self,
-        model: str | None,
-        revision: str | None,
-        *,
-        allow_unpinned: bool = False,
-        cache_dir: str | None = None,
-    ) -> None:
-        check_source(model, revision, allow_unpinned)
-        self.args = (model, revision, allow_unpinned, cache_dir)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="cervix-preload")
-        self._backbone = self._pool.submit(
-            _preload_backbone, model, check_revision(revision), cache_dir
-        )
-
-    def result(self) -> tuple[CervixClassifier, ModelInfo]:
-        """The model and what the page says about it (see :func:`load_served_model`).
-
-        Raises:
-            ModelLoadError / HubError: with what to set.
-        """
-        model, revision, allow_unpinned, cache_dir = self.args
-        try:
-            backbone = self._backbone.result()
-        finally:
-            self._pool.shutdown()
-        return load_served_model(
-            model, revision, allow_unpinned=allow_unpinned, cache_dir=cache_dir, backbone=backbone
-        )

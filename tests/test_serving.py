@@ -68,15 +68,3 @@ def test_the_demo_is_built_in_a_child_and_served_without_torch(tmp_path):
     label, modules = out.stdout.strip().splitlines()[-2:]
     assert label in ("Normal", "Abnormal") and modules == "[]"
     assert (tmp_path / "demo-model" / "backbone.onnx").is_file()
-
-
-def test_the_loader_preloads_the_backbone_and_gives_what_a_plain_load_gives(trained_model_dir):
-    from cervix_hf.serving import ModelLoader
-
-    loader = ModelLoader(str(trained_model_dir), None)
-    model, info = loader.result()
-    plain, plain_info = load_served_model(str(trained_model_dir), None)
-    assert model.config == plain.config and info == plain_info
-    assert model.backbone.sha256 == model.config.backbone_onnx.sha256
-    with pytest.raises(ModelLoadError, match="no revision is pinned"):
-        ModelLoader("someone/model", None)  # refused at once, before any thread starts
