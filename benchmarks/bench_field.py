@@ -8,7 +8,7 @@ overlapping, as in cervix_hf.synthetic.fields) is analysed with ``analyze_field`
 cut crops, ONE batched ``model.analyze`` call), alternating rep by rep with
 ``model.analyze`` on the crops of the field's annotated cells alone (cut by the same
 convention, one batch). Goal: with 20 cells, field / crops <= 1.5. Then the locator alone on
-a 4000x3000 field in a fresh process (seconds and peak RSS), the memory bound of the largest
+a 3264x2448 field (8 Mpx) in a fresh process (seconds and peak RSS), the memory bound of the largest
 field it accepts by default.
 
 Without --model, the offline demo model (random-init ResNet152 on synthetic cells; trained
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="model directory (default: the cached offline demo model)")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--cells", type=int, nargs="+", default=[5, 10, 20, 40])
-    p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the 12 Mpx run")
+    p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the 8 Mpx run")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory:
         import tempfile
 
-        big = make_field("Superficial-Intermediate", np.random.default_rng(0), (4000, 3000), 150)
+        size = (3264, 2448)  # 7.99 Mpx: the largest the locator takes by default (8 Mpx)
+        big = make_field("Superficial-Intermediate", np.random.default_rng(0), size, 100)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "field.png"
             big.image.save(path)
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         dt, before, peak, found = out
         log("")
         log(
-            f"Locator alone on a 4000x3000 field (12 Mpx, {len(big.cytoplasm)} cells) in a fresh "
+            f"Locator alone on a 3264x2448 field (8 Mpx, {len(big.cytoplasm)} cells) in a fresh "
             f"process: {dt} s, {found} cells found, peak RSS {peak} MiB ({before} MiB with the "
             "field loaded, before locating)."
         )

@@ -8,16 +8,15 @@ app labels it so. Building it runs the training pipeline (torch, timm) in a chil
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ModelLoadError
+from .filelock import file_lock
 
 if TYPE_CHECKING:
     from .modeling import CervixClassifier
@@ -40,23 +39,6 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 def demo_model_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """Where the demo model is cached (``<cache>/demo-model``)."""
     return cache_root(cache_dir) / "demo-model"
-
-
-@contextlib.contextmanager
-def _build_lock(path: Path) -> Iterator[None]:
-    """One builder at a time across processes (POSIX ``flock``; a no-op elsewhere)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(path, "a+b") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _load(out: Path, warm_up: bool = False) -> CervixClassifier | None:
@@ -106,7 +88,7 @@ def load_demo_model(
     model = _load(out, warm_up)
     if model is not None:
         return model
-    with _build_lock(out.with_name("demo-model.lock")):
+    with file_lock(out.with_name("demo-model.lock")):
         model = _load(out, warm_up)  # another process may have built it while we waited
         if model is None:
             _build(out, backbone, per_type)

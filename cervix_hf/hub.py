@@ -128,10 +128,7 @@ def upload_dir(
             commit_message=commit_message,
         )
     except (HfHubHTTPError, OSError) as exc:
-        raise HubError(
-            f"Could not push to {repo_id!r} ({type(exc).__name__}: {exc}). Log in with "
-            "`hf auth login` or set HF_TOKEN to a token with write access."
-        ) from None
+        raise _push_error(repo_id, exc) from None
     logger.info("Pushed %s to %s at commit %s", folder, repo_id, info.oid)
     return info.oid
 
@@ -158,8 +155,12 @@ def upload_file(
             commit_message=commit_message,
         )
     except (HfHubHTTPError, OSError) as exc:
-        raise HubError(
-            f"Could not push to {repo_id!r} ({type(exc).__name__}: {exc}). Log in with "
-            "`hf auth login` or set HF_TOKEN to a token with write access."
-        ) from None
+        raise _push_error(repo_id, exc) from None
     return info.oid
+
+
+def _push_error(repo_id: str, exc: Exception) -> HubError:
+    return HubError(
+        f"Could not push to {repo_id!r} ({type(exc).__name__}: {exc}). Log in with "
+        "`hf auth login` or set HF_TOKEN to a token with write access."
+    )

@@ -94,7 +94,7 @@ def test_a_field_the_locator_refuses_is_one_clear_row(served, field_path, tmp_pa
     from cervix_hf.webapp import AppFiles, predict_batch
 
     _, model, _ = served
-    big = tmp_path / "huge.png"  # the field blown up to ~18 Mpx: over the locator's 16 Mpx
+    big = tmp_path / "huge.png"  # the field blown up to ~18 Mpx: over the locator's 8 Mpx
     Image.open(field_path).resize((4800, 3733), Image.Resampling.NEAREST).save(big)
     files = AppFiles(prune_every=0)
     try:

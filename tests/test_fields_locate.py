@@ -108,7 +108,7 @@ def test_field_over_the_pixel_limit_is_refused() -> None:
 
 
 def test_huge_field_is_refused_before_any_work() -> None:
-    huge = Image.new("RGB", (4100, 4000))  # 16.4 Mpx, over the default 16 Mpx
+    huge = Image.new("RGB", (4100, 4000))  # 16.4 Mpx, over the default 8 Mpx
     with pytest.raises(LocatorError, match="4100x4000 = 16,400,000 pixels"):
         ClassicalLocator().locate(huge)
 

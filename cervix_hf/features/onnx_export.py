@@ -15,7 +15,6 @@ data and never silently replaced.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
@@ -24,7 +23,6 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import EngineError, OnnxGraphError
+from ..filelock import file_lock
 from . import hardware, onnx_graph
 from .onnx_graph import AGREEMENT_COSINE, ExportRecord
 from .parallel import in_single_thread_worker
@@ -66,22 +65,6 @@ def onnx_trunk_path(
     versions = f"opset{ONNX_OPSET}-torch{torch.__version__}-onnx{hardware.version_of('onnx')}"
     stem = f"{name}-{weights_sha256[:16]}-{size}-{versions}-f{EXPORT_FORMAT}"
     return Path(cache_root) / "onnx" / (re.sub(r"[^A-Za-z0-9_.-]", "_", stem) + ".onnx")
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between processes (POSIX ``flock``; a no-op elsewhere)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: os.replace alone still keeps the file whole
-        yield
-        return
-    with open(path, "a+b") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def export_trunk(model: torch.nn.Module, path: Path, input_size: tuple[int, ...]) -> None:
@@ -161,7 +144,7 @@ class OnnxTrunk:
         errors = (RuntimeError, ValueError, TypeError, NotImplementedError, OSError)
         errors += onnx_graph.ort_errors()
         try:
-            with _file_lock(path.with_name(path.name + ".lock")):
+            with file_lock(path.with_name(path.name + ".lock")):
                 if path.exists():  # another process exported it while we waited
                     return cls._verified(model, path, size, threads, weights_sha256)
                 return cls._export(model, path, size, threads, backbone, weights_sha256)

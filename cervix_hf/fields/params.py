@@ -62,7 +62,7 @@ class LocatorParams:
     method: str = "classical"
     crop_margin: float = 0.1
     min_crop_side: int = 64
-    max_field_pixels: int = 16_000_000
+    max_field_pixels: int = 8_000_000
     max_cells: int = 300
     scale: float = 1.0
     smoothing: float = 1.0
