@@ -28,11 +28,10 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from ..boundaries import write_boundary
 from ..labels import CELL_TYPES
-from ..sipakmed import SYNTHETIC_MARKER
 from .morphology import sample_spec, type_index
 from .render import cell_shapes, draw_cytoplasm, draw_nucleus, sample_slide, smooth_noise, stain
 from .shapes import TWO_PI
-from .tree import OutputDirNotEmptyError
+from .tree import start_tree
 
 #: Default field size (width, height) in pixels and cell density (cells per megapixel).
 FIELD_SIZE = (1000, 800)
@@ -275,21 +274,13 @@ def write_raw_fields(
     """
     from tqdm import tqdm
 
-    out = Path(out_dir)
-    if per_type < 1:
-        raise ValueError(f"per_type must be >= 1, got {per_type}")
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise OutputDirNotEmptyError(
-            f"{out} exists and is not empty; pass a new or empty directory"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / SYNTHETIC_MARKER).write_text(
+    out = start_tree(
+        out_dir,
+        per_type,
+        seed,
         f"SYNTHETIC Pap-smear-like fields of view written by cervix_hf.synthetic.fields "
         f"(seed {seed}, {per_type} fields per cell type, {size[0]}x{size[1]} pixels).\n"
         "NOT medical data: they say nothing about real cells. For testing the cell locator.\n",
-        encoding="ascii",
     )
     counts: dict[str, int] = {}
     with tqdm(

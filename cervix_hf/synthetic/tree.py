@@ -86,6 +86,28 @@ def _write_cluster(
         write_boundary(folder / f"{cluster_id:03d}_nuc{m:02d}.dat", cell.nuc_polygon + shift)
 
 
+def start_tree(out_dir: str | Path, per_type: int, seed: int, marker: str) -> Path:
+    """Check the arguments of a generated tree, make its (empty) folder and mark it SYNTHETIC
+    (the marker makes the preparer label the data set, and models trained on it, SYNTHETIC).
+
+    Raises:
+        OutputDirNotEmptyError: ``out_dir`` exists and is not an empty directory.
+        ValueError: ``per_type < 1`` or ``seed < 0``.
+    """
+    out = Path(out_dir)
+    if per_type < 1:
+        raise ValueError(f"per_type must be >= 1, got {per_type}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise OutputDirNotEmptyError(
+            f"{out} exists and is not empty; pass a new or empty directory"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SYNTHETIC_MARKER).write_text(marker, encoding="ascii")
+    return out
+
+
 def write_raw_sipakmed(
     out_dir: str | Path, per_type: int = 40, seed: int = 0, progress: bool = False
 ) -> dict[str, int]:
@@ -113,23 +135,13 @@ def write_raw_sipakmed(
     """
     from tqdm import tqdm
 
-    out = Path(out_dir)
-    if per_type < 1:
-        raise ValueError(f"per_type must be >= 1, got {per_type}")
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise OutputDirNotEmptyError(
-            f"{out} exists and is not empty; pass a new or empty directory"
-        )
-
-    out.mkdir(parents=True, exist_ok=True)
-    # The marker makes the preparer label the data set (and models trained on it) SYNTHETIC.
-    (out / SYNTHETIC_MARKER).write_text(
+    out = start_tree(
+        out_dir,
+        per_type,
+        seed,
         f"SYNTHETIC Pap-smear-like cell images written by cervix_hf.synthetic "
         f"(seed {seed}, {per_type} per cell type).\n"
         "NOT medical data: they say nothing about real cells. For tests and the offline demo.\n",
-        encoding="ascii",
     )
     counts: dict[str, int] = {}
     with tqdm(
