@@ -29,7 +29,15 @@ from PIL import Image, ImageDraw, ImageFilter
 from ..boundaries import write_boundary
 from ..labels import CELL_TYPES
 from .morphology import sample_spec, type_index
-from .render import cell_shapes, draw_cytoplasm, draw_nucleus, sample_slide, smooth_noise, stain
+from .render import (
+    cell_shapes,
+    draw_cytoplasm,
+    draw_nucleus,
+    sample_slide,
+    smooth_noise,
+    speck,
+    stain,
+)
 from .shapes import TWO_PI
 from .tree import start_tree
 
@@ -127,15 +135,7 @@ def _draw_field_debris(od: np.ndarray, rng: np.random.Generator) -> None:
         x, y = rng.uniform(0, w), rng.uniform(0, h)
         sigma = rng.uniform(0.6, 1.5) if rng.uniform() < 0.7 else rng.uniform(1.5, 3.5)
         color = (90.0, 60.0, 110.0) if rng.uniform() < 0.6 else (150.0, 110.0, 80.0)
-        e = int(3 * sigma) + 1
-        sy = slice(max(0, int(y) - e), min(h, int(y) + e + 1))
-        sx = slice(max(0, int(x) - e), min(w, int(x) + e + 1))
-        if sy.start >= sy.stop or sx.start >= sx.stop:
-            continue
-        yy = np.arange(sy.start, sy.stop)[:, None] + 0.5 - y
-        xx = np.arange(sx.start, sx.stop)[None, :] + 0.5 - x
-        dens = rng.uniform(0.5, 1.5) * np.exp(-(xx**2 + yy**2) / (2 * sigma**2))
-        stain(od, (sy, sx), dens, color)
+        speck(od, rng, x, y, sigma, color)
     for _ in range(int(rng.poisson(2 * area_mp))):  # mucus strands: faint wavy lines
         n = 200
         t = np.linspace(0.0, 1.0, n)

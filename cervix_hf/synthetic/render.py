@@ -27,6 +27,28 @@ def smooth_noise(rng: np.random.Generator, h: int, w: int, scale: float) -> np.n
     return np.asarray(Image.fromarray(grid).resize((w, h), Image.Resampling.BICUBIC))
 
 
+def speck(
+    od: np.ndarray,
+    rng: np.random.Generator,
+    x: float,
+    y: float,
+    sigma: float,
+    color: tuple[float, float, float],
+) -> None:
+    """Stain a Gaussian speck of debris at (x, y) into the optical density ``od``; a speck
+    wholly off the image draws nothing (and takes nothing from ``rng``)."""
+    h, w = od.shape[:2]
+    e = int(3 * sigma) + 1
+    sy = slice(max(0, int(y) - e), min(h, int(y) + e + 1))
+    sx = slice(max(0, int(x) - e), min(w, int(x) + e + 1))
+    if sy.start >= sy.stop or sx.start >= sx.stop:
+        return
+    yy = np.arange(sy.start, sy.stop)[:, None] + 0.5 - y
+    xx = np.arange(sx.start, sx.stop)[None, :] + 0.5 - x
+    dens = rng.uniform(0.5, 1.5) * np.exp(-(xx**2 + yy**2) / (2 * sigma**2))
+    stain(od, (sy, sx), dens, color)
+
+
 def stain(
     od: np.ndarray,
     sl: tuple[slice, slice],
@@ -204,15 +226,7 @@ def draw_debris(od: np.ndarray, rng: np.random.Generator) -> None:
         x, y = rng.uniform(0, w), rng.uniform(0, h)
         sigma = rng.uniform(0.6, 2.0)
         color = (90.0, 60.0, 110.0) if rng.uniform() < 0.6 else (150.0, 110.0, 80.0)
-        e = int(3 * sigma) + 1
-        sy = slice(max(0, int(y) - e), min(h, int(y) + e + 1))
-        sx = slice(max(0, int(x) - e), min(w, int(x) + e + 1))
-        if sy.start >= sy.stop or sx.start >= sx.stop:
-            continue
-        yy = np.arange(sy.start, sy.stop)[:, None] + 0.5 - y
-        xx = np.arange(sx.start, sx.stop)[None, :] + 0.5 - x
-        dens = rng.uniform(0.5, 1.5) * np.exp(-(xx**2 + yy**2) / (2 * sigma**2))
-        stain(od, (sy, sx), dens, color)
+        speck(od, rng, x, y, sigma, color)
 
 
 def render_cell(
